@@ -1,0 +1,66 @@
+"""Suite-wide pytest configuration: options, markers, Hypothesis profiles, device and seed fixtures."""
+from __future__ import annotations
+
+import os
+import zlib
+
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+settings.register_profile("dev", deadline=None, print_blob=True, max_examples=25,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("ci", deadline=None, print_blob=True, max_examples=25, derandomize=True, database=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci" if os.environ.get("CI") else "dev"))
+
+
+def pytest_addoption(parser):
+    group = parser.getgroup("dualnet", "dual deep network theory checks")
+    group.addoption("--device", choices=("auto", "cpu", "cuda"), default="auto",
+                    help="where networks run: auto = cuda when available, else cpu (default: auto)")
+    group.addoption("--runslow", action="store_true", default=False,
+                    help="also run tests marked slow (heavier cases; opt-in)")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: heavier case, opt-in with --runslow")
+    config.addinivalue_line("markers", "gpu: needs CUDA; runs only when a GPU is present")
+
+
+def pytest_collection_modifyitems(config, items):
+    run_slow = config.getoption("--runslow")
+    has_cuda = torch.cuda.is_available()
+    for item in items:
+        if "slow" in item.keywords and not run_slow:
+            item.add_marker(pytest.mark.skip(reason="slow case: opt in with --runslow"))
+        if "gpu" in item.keywords and not has_cuda:
+            item.add_marker(pytest.mark.skip(reason="needs CUDA: no GPU visible to torch here"))
+
+
+@pytest.fixture(scope="session")
+def device(request) -> torch.device:
+    """CUDA (TF32 off, so float64/float32 identities keep full precision) when present, else CPU."""
+    choice = request.config.getoption("--device")
+    if choice == "cuda" and not torch.cuda.is_available():
+        pytest.exit("--device cuda was given but torch sees no CUDA device", returncode=4)
+    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+        torch.backends.cuda.matmul.allow_tf32 = False
+        torch.backends.cudnn.allow_tf32 = False
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+@pytest.fixture
+def seed(request) -> int:
+    """A per-test seed from the test id (adler32, stable across runs and machines)."""
+    return zlib.adler32(request.node.nodeid.encode())
+
+
+@pytest.fixture
+def repro(request, device):
+    """Build the reproduction line a failure message carries: the test id, the device and any case details."""
+    def line(**details) -> str:
+        case = ", ".join(f"{k}={v}" for k, v in details.items())
+        return f"{case}; reproduce: pytest '{request.node.nodeid}' --device {device.type}"
+    return line

@@ -1,0 +1,121 @@
+"""Covariance operators OP_l (THEORY.md §6-7): structured products, dense twins, residue, spectra.
+
+With pair mass A (N x N; A = p p^T for the plain variance) and its symmetric Laplacian
+``Lap = diag(A_s 1) - A_s``, ``A_s = (A + A^T)/2``:
+
+    OP_l = 1/2 sum_ij A_s[i,j] (Kbar_i - Kbar_j)(Kbar_i - Kbar_j)^T = sum_ij Lap[i,j] Kbar_i Kbar_j^T.
+
+Because ``Kbar_i^T w_l = fbar_i`` (the augmentation-mean output, by homogeneity),
+``OP_l w_l = sum_i Kbar_i (Lap fbar)_i`` is ONE backward pass whose cotangent on view (i, m) is
+``q_im (Lap fbar)_i``. For A = p p^T that cotangent is the centred augmentation-mean output.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from reference.connection import connection_dense, connection_transpose_times, _param
+from reference.distributions import DiscreteAugmentedData, enumerate_loss
+from reference.errors import BadInput
+from reference.tolerances import RANK_RELATIVE_CUTOFF
+
+
+def variance_pair_mass(data: DiscreteAugmentedData) -> torch.Tensor:
+    """A = p p^T: the pair mass for which OP = V_{x~p}[Kbar] (Theorem 3)."""
+    return data.sample_probs[:, None] * data.sample_probs[None, :]
+
+
+def laplacian(pair_mass: torch.Tensor) -> torch.Tensor:
+    """Graph Laplacian of the symmetrised pair mass; PSD whenever the mass is non-negative."""
+    sym = 0.5 * (pair_mass + pair_mass.T)
+    return torch.diag(sym.sum(1)) - sym
+
+
+def _augmentation_mean(data: DiscreteAugmentedData, per_view: torch.Tensor) -> torch.Tensor:
+    return (data.aug_probs[:, :, None] * per_view).sum(1)
+
+
+def operator_times(net: nn.Module, name: str, data: DiscreteAugmentedData, pair_mass: torch.Tensor | None = None,
+                   vector: torch.Tensor | None = None) -> torch.Tensor:
+    """OP_l u as a flat vector without forming K or OP (u defaults to w_l).
+
+    u = w_l: one forward and one backward pass (Kbar^T w = fbar by homogeneity).
+    Other u: a Jacobian-vector product gives Kbar^T u first.
+    """
+    n, m = data.aug_probs.shape
+    mass = variance_pair_mass(data) if pair_mass is None else pair_mass
+    w = _param(net, name)
+    views = data.flat_views()
+    out = net(views)
+    per_view = out.detach() if vector is None else connection_transpose_times(net, views, name, vector)
+    mean_out = _augmentation_mean(data, per_view.reshape(n, m, -1))          # (N, n_L)
+    cotangent = data.aug_probs[:, :, None] * (laplacian(mass) @ mean_out)[:, None, :]
+    (grad,) = torch.autograd.grad(out, w, grad_outputs=cotangent.reshape(out.shape))
+    return grad.flatten()
+
+
+def mean_connections(net: nn.Module, name: str, data: DiscreteAugmentedData) -> torch.Tensor:
+    """Dense Kbar_l(x_i) = E_aug K_l, (N, numel(W_l), n_L). Small cases only."""
+    n, m = data.aug_probs.shape
+    dense = connection_dense(net, data.flat_views(), name)
+    return _augmentation_mean(data, dense.reshape(n, m, -1)).reshape(n, *dense.shape[1:])
+
+
+def operator_dense(net: nn.Module, name: str, data: DiscreteAugmentedData,
+                   pair_mass: torch.Tensor | None = None) -> torch.Tensor:
+    """Dense OP_l = sum_ij Lap[i,j] Kbar_i Kbar_j^T, (P, P). The reference twin of ``operator_times``."""
+    mass = variance_pair_mass(data) if pair_mass is None else pair_mass
+    kbar = mean_connections(net, name, data)
+    return torch.einsum("ipo,ij,jqo->pq", kbar, laplacian(mass), kbar)
+
+
+def expected_loss_neg_gradient(net: nn.Module, name: str, data: DiscreteAugmentedData, loss, n_negatives: int = 1,
+                               exclude_self: bool = False):
+    """(-dE[L]/dw_l flat, EnumeratedLoss) by autograd through the exact enumeration."""
+    w = _param(net, name)
+    n, m = data.aug_probs.shape
+    outputs = net(data.flat_views()).reshape(n, m, -1)
+    enum = enumerate_loss(data, outputs, loss, n_negatives, exclude_self)
+    (grad,) = torch.autograd.grad(enum.expected, w)
+    return -grad.flatten(), enum
+
+
+@dataclass
+class Residue:
+    neg_gradient: torch.Tensor  # -dE[L]/dw_l
+    main: torch.Tensor          # 2 OP_l w_l with the loss's pair mass
+    pair_mass: torch.Tensor     # (N, N)
+    expected_loss: float
+
+    @property
+    def theta(self) -> torch.Tensor:
+        return self.neg_gradient - self.main
+
+    def ratio(self) -> float:
+        """||theta|| / ||2 OP w||."""
+        return float(self.theta.norm() / self.main.norm().clamp_min(torch.finfo(self.main.dtype).tiny))
+
+
+def residue(net: nn.Module, name: str, data: DiscreteAugmentedData, loss, n_negatives: int = 1,
+            exclude_self: bool = False) -> Residue:
+    """Theorem 4 split: -dE[L]/dw_l = 2 OP_l w_l + theta_l, OP_l weighted by the loss's pair mass."""
+    neg_grad, enum = expected_loss_neg_gradient(net, name, data, loss, n_negatives, exclude_self)
+    mass = enum.pair_mass.detach()
+    main = 2 * operator_times(net, name, data, mass)
+    return Residue(neg_grad, main, mass, float(enum.expected))
+
+
+def symmetric_eigenvalues(matrix: torch.Tensor) -> torch.Tensor:
+    """Eigenvalues of a symmetric matrix, ascending; refuses a non-square input."""
+    if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1]:
+        raise BadInput(f"expected a square matrix, got shape {tuple(matrix.shape)}")
+    return torch.linalg.eigvalsh(0.5 * (matrix + matrix.T))
+
+
+def numerical_rank(eigenvalues: torch.Tensor) -> int:
+    """Count of eigenvalues above RANK_RELATIVE_CUTOFF times the largest magnitude."""
+    eigenvalues = eigenvalues.detach()
+    top = float(eigenvalues.abs().max())
+    return int((eigenvalues > RANK_RELATIVE_CUTOFF * top).sum()) if top > 0 else 0

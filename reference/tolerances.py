@@ -1,0 +1,61 @@
+"""The one tolerance table. Every comparison in the suite takes its tolerance from here.
+
+Keyed by (dtype, kind of check). Each entry states why it has the value it has.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    rtol: float
+    atol: float
+    reason: str
+
+    def __str__(self) -> str:
+        return f"rtol={self.rtol:g}, atol={self.atol:g} ({self.reason})"
+
+
+_TABLE: dict[tuple[torch.dtype, str], Tolerance] = {
+    (torch.float64, "exact"): Tolerance(
+        1e-10, 1e-12,
+        "float64 identity: sums of a few thousand products lose at most ~1e-13 relative; 1e-10 "
+        "leaves 1000x headroom yet catches any wrong constant or term"),
+    (torch.float64, "gradient"): Tolerance(
+        1e-10, 1e-12,
+        "autograd vs. closed-form gradient in float64: same rounding budget as an exact identity"),
+    (torch.float64, "eigenvalue"): Tolerance(
+        1e-9, 1e-10,
+        "eigvalsh of a PSD matrix of size <= 4096: backward error ~ n*eps*||A||, so eigenvalues "
+        "that are 0 in exact arithmetic come out as O(1e-12 ||A||)"),
+    (torch.float32, "exact"): Tolerance(
+        1e-4, 1e-6,
+        "float32 identity (user networks, GPU): eps32 = 1.2e-7 times depth and width growth"),
+    (torch.float32, "gradient"): Tolerance(
+        1e-4, 1e-6, "float32 autograd vs. closed form: same budget as a float32 identity"),
+    (torch.float32, "eigenvalue"): Tolerance(
+        1e-4, 1e-5, "float32 eigvalsh: backward error ~ n*eps32*||A||"),
+}
+
+
+def tolerance(dtype: torch.dtype, kind: str) -> Tolerance:
+    """Look up the tolerance for a dtype and a kind of check ('exact', 'gradient', 'eigenvalue')."""
+    try:
+        return _TABLE[(dtype, kind)]
+    except KeyError:
+        known = sorted({k for _, k in _TABLE})
+        raise KeyError(f"no tolerance for dtype={dtype}, kind={kind!r}; kinds: {known}") from None
+
+
+# Statistical thresholds (not exact identities): each is justified by a measurement or a bound.
+Z_SCORE_FALSE_ALARM = 4.0
+"""Monte Carlo checks reject only beyond 4 standard errors: two-sided false-alarm rate 6.3e-5
+per comparison under the central-limit approximation."""
+
+RANK_RELATIVE_CUTOFF = 1e-9
+"""An eigenvalue counts toward numerical rank when it exceeds this fraction of the largest one:
+float64 eigvalsh leaves zero eigenvalues at about 1e-13 of the largest (measured), so 1e-9 separates
+true zeros from the smallest true eigenvalues seen in our cases (>1e-6 of the largest)."""
