@@ -1,0 +1,1 @@
+"""Unit tests of reference/ and tests that every checker can fail."""
