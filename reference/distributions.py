@@ -143,3 +143,23 @@ def sample_tuples(data: DiscreteAugmentedData, batch: int, n_negatives: int, gen
                                   generator=generator).reshape(batch, n_negatives)
     dev = data.views.device
     return anchor.to(dev), positive.to(dev), negatives.to(dev)
+
+
+def augmentation_only_feature(n_samples: int, dim: int, amplitude: float, *, seed: int, dtype=torch.float64,
+                              device="cpu") -> DiscreteAugmentedData:
+    """Coordinate 0 varies only under augmentation: every sample has x[0] = 0 and its two equally likely
+    views are x +- amplitude e_0; the other coordinates vary only across samples (THEORY.md §6)."""
+    base = torch.randn(n_samples, 1, dim, generator=make_generator(seed), dtype=torch.float64)
+    base[..., 0] = 0.0
+    shift = torch.zeros(1, 2, dim, dtype=torch.float64)
+    shift[0, :, 0] = torch.tensor([amplitude, -amplitude], dtype=torch.float64)
+    views = (base + shift).to(dtype=dtype, device=device)
+    aug = torch.full((n_samples, 2), 0.5, dtype=dtype, device=device)
+    return DiscreteAugmentedData(views, aug, torch.full((n_samples,), 1.0 / n_samples, dtype=dtype, device=device))
+
+
+def views_as_samples(data: DiscreteAugmentedData) -> DiscreteAugmentedData:
+    """The same views with every view its own sample (no augmentation): V[K] over views instead of V[Kbar]."""
+    flat = data.flat_views()
+    one = torch.ones(flat.shape[0], 1, dtype=data.aug_probs.dtype, device=flat.device)
+    return DiscreteAugmentedData(flat[:, None], one, data.view_probs())

@@ -29,7 +29,10 @@ def triplet_loss(r_pos: torch.Tensor, r_neg: torch.Tensor, *, tau: float, margin
     """L_tri = tau log(1 + exp((r_+ - r_- + r_0) / tau)), H = 1."""
     if r_neg.shape[-1] != 1:
         raise BadInput(f"the soft Triplet loss takes exactly one negative (H = 1), got H = {r_neg.shape[-1]}")
-    return tau * torch.nn.functional.softplus((r_pos - r_neg[..., 0] + margin) / tau)
+    z = (r_pos - r_neg[..., 0] + margin) / tau
+    # log(1 + e^z) exactly; torch's softplus switches to z itself above z = 20, whose gradient 1 then
+    # differs from sigmoid(z) by up to 2e-9 and breaks Theorem 2's closed form at float64 precision.
+    return tau * torch.logaddexp(z, torch.zeros_like(z))
 
 
 def infonce_loss(r_pos: torch.Tensor, r_neg: torch.Tensor, *, tau: float) -> torch.Tensor:

@@ -104,7 +104,7 @@ def residue(net: nn.Module, name: str, data: DiscreteAugmentedData, loss, n_nega
     neg_grad, enum = expected_loss_neg_gradient(net, name, data, loss, n_negatives, exclude_self)
     mass = enum.pair_mass.detach()
     main = 2 * operator_times(net, name, data, mass)
-    return Residue(neg_grad, main, mass, float(enum.expected))
+    return Residue(neg_grad.detach(), main.detach(), mass, float(enum.expected.detach()))
 
 
 def symmetric_eigenvalues(matrix: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,294 @@
+"""Per-theorem checks: analytic quantity vs. autograd, raising ``IdentityViolation`` with a full message.
+
+Pytest-free, so the checkers in ``theorems/`` stay a few lines and ``tests/`` can feed them wrong
+quantities. Every check takes a ``context`` string (seed, architecture, reproduce command) that
+goes into its failure message. Networks are screened with ``check_theorem_class`` first unless
+``screen=False``: outside the theorems' class the answer is ``NotApplicable``, never a false failure.
+"""
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import torch
+from torch import nn
+from torch.func import functional_call, jacrev
+
+from reference.compare import assert_identity, relative_error
+from reference.connection import connection_dense, connection_transpose_times, _param
+from reference.distributions import DiscreteAugmentedData, enumerate_loss, sample_tuples
+from reference.errors import BadInput, IdentityViolation
+from reference.losses import PairLoss, autograd_weights, pair_distance, simple
+from reference.networks import BiasFreeMLP, check_theorem_class, layer_names, make_generator
+from reference.operators import (expected_loss_neg_gradient, laplacian, operator_dense, operator_times, residue,
+                                 numerical_rank, symmetric_eigenvalues)
+from reference.tolerances import Z_SCORE_FALSE_ALARM, tolerance
+
+Connection = Callable[[nn.Module, torch.Tensor, str], torch.Tensor]
+
+
+def loglog_slope(xs, ys) -> float:
+    """Least-squares slope of log(y) against log(x): the exponent p of y ~ x^p."""
+    logs = torch.log(torch.tensor(xs, dtype=torch.float64))
+    design = torch.stack([logs, torch.ones_like(logs)], 1)
+    return float(torch.linalg.lstsq(design, torch.log(torch.tensor(ys, dtype=torch.float64))[:, None]).solution[0, 0])
+
+
+def _where(theorem: str, name: str, context: str, extra: str = "") -> str:
+    return ", ".join(p for p in (theorem, f"layer {name}", extra, context) if p)
+
+
+# ---------------------------------------------------------------- Theorem 1 (THEORY.md §2-3)
+
+def check_homogeneity(net: nn.Module, x: torch.Tensor, name: str, *, connection: Connection = connection_dense,
+                      context: str = "", screen: bool = True) -> float:
+    """f_L(x) = K_l(x)^T w_l (dense K), and the same through one Jacobian-vector product."""
+    if screen:
+        check_theorem_class(net, x)
+    w = _param(net, name).detach().flatten()
+    out = net(x).detach()
+    where = _where("homogeneity f_L = K_l^T w_l", name, context)
+    dense = torch.einsum("bpo,p->bo", connection(net, x, name).detach(), w)
+    assert_identity(dense, out, what="K_l^T w_l (dense K) vs f_L", context=where)
+    return assert_identity(connection_transpose_times(net, x, name, w), out, what="K_l^T w_l (JVP) vs f_L",
+                           context=where)
+
+
+def _autograd_distance_gradient(nets, x1, x2, name) -> torch.Tensor:
+    """Per pair b: d r(x1_b, x2_b) / d w_l of the first net, autograd; (B, P). The second net may be the first."""
+    w = _param(nets[0], name)
+    grads = []
+    for b in range(x1.shape[0]):
+        r = pair_distance(nets[0](x1[b:b + 1]), nets[1](x2[b:b + 1])).sum()
+        grads.append(torch.autograd.grad(r, w)[0].flatten())
+    return torch.stack(grads)
+
+
+def check_gradient_shared(net: nn.Module, x1: torch.Tensor, x2: torch.Tensor, name: str, *,
+                          connection: Connection = connection_dense, context: str = "", screen: bool = True) -> float:
+    """Theorem 1, shared weights, gradient through both branches: dr/dw = (K1 - K2)(K1 - K2)^T w."""
+    if screen:
+        check_theorem_class(net, torch.cat([x1, x2]))
+    w = _param(net, name).detach().flatten()
+    diff = (connection(net, x1, name) - connection(net, x2, name)).detach()          # (B, P, n_L)
+    analytic = torch.einsum("bpo,bqo,q->bp", diff, diff, w)
+    return assert_identity(_autograd_distance_gradient((net, net), x1, x2, name), analytic, kind="gradient",
+                           what="dr/dw_l (autograd) vs (K1-K2)(K1-K2)^T w_l",
+                           context=_where("Theorem 1, shared weights", name, context))
+
+
+def check_gradient_two_networks(net1: nn.Module, net2: nn.Module, x1: torch.Tensor, x2: torch.Tensor, name: str, *,
+                                connection: Connection = connection_dense, context: str = "",
+                                screen: bool = True) -> float:
+    """Theorem 1, two networks (or stop-gradient on branch 2): dr/dw1 = K1 (K1^T w1 - K2^T w2)."""
+    if screen:
+        check_theorem_class(net1, x1)
+        check_theorem_class(net2, x2)
+    w1 = _param(net1, name).detach().flatten()
+    w2 = _param(net2, name).detach().flatten()
+    k1, k2 = connection(net1, x1, name).detach(), connection(net2, x2, name).detach()
+    analytic = torch.einsum("bpo,bo->bp", k1, torch.einsum("bpo,p->bo", k1, w1) - torch.einsum("bpo,p->bo", k2, w2))
+    return assert_identity(_autograd_distance_gradient((net1, net2), x1, x2, name), analytic, kind="gradient",
+                           what="dr/dw1_l (autograd) vs K1 (K1^T w1 - K2^T w2)",
+                           context=_where("Theorem 1, two networks", name, context))
+
+
+# ---------------------------------------------------------------- Theorem 2 (THEORY.md §5)
+
+def check_balance(loss: Callable, r_pos: torch.Tensor, r_neg: torch.Tensor, *, context: str = "") -> None:
+    """dL/dr_+ > 0, every dL/dr_k- < 0, and dL/dr_+ + sum_k dL/dr_k- = 0 (autograd);
+    closed-form weights (THEORY.md §5) match autograd when the loss provides them."""
+    __tracebackhide__ = True
+    where = ", ".join(p for p in (f"Theorem 2, loss {loss}", context) if p)
+    beta, beta_neg = autograd_weights(loss, r_pos, r_neg)
+    if not bool((beta > 0).all()):
+        i = int(torch.argmin(beta))
+        raise IdentityViolation(f"dL/dr_+ must be > 0 [{where}]: found {float(beta.flatten()[i]):.3e} at tuple {i} "
+                                f"(r_+={float(r_pos.flatten()[i]):.4g}); {int((beta <= 0).sum())} tuples violate")
+    if not bool((beta_neg > 0).all()):
+        i = int(torch.argmin(beta_neg))
+        raise IdentityViolation(f"dL/dr_k- must be < 0 [{where}]: found {-float(beta_neg.flatten()[i]):.3e}; "
+                                f"{int((beta_neg <= 0).sum())} entries violate")
+    assert_identity(beta_neg.sum(-1), beta, kind="gradient", context=where,
+                    what="balance: sum_k (-dL/dr_k-) vs dL/dr_+ (must sum to zero)")
+    if isinstance(loss, PairLoss) and loss.weights_fn is not None:
+        closed_pos, closed_neg = loss.weights(r_pos, r_neg)
+        assert_identity(beta, closed_pos, kind="gradient", context=where, what="dL/dr_+ vs closed form beta")
+        assert_identity(beta_neg, closed_neg, kind="gradient", context=where, what="-dL/dr_k- vs closed form beta_k")
+
+
+# ---------------------------------------------------------------- Theorem 3 (THEORY.md §6)
+
+def check_simp_covariance(net: nn.Module, name: str, data: DiscreteAugmentedData, *, factor: float = 2.0,
+                          n_negatives: int = 1, exclude_self: bool = False,
+                          operator: Callable = operator_times, context: str = "", screen: bool = True) -> float:
+    """-dE[L_simp]/dw_l = factor * c * V[Kbar_l] w_l, exactly; c = N/(N-1) when self-negatives are excluded."""
+    if screen:
+        check_theorem_class(net, data.flat_views())
+    n = data.n_samples
+    if exclude_self and not torch.allclose(data.sample_probs, torch.full_like(data.sample_probs, 1.0 / n)):
+        raise BadInput("the N/(N-1) factor for excluded self-negatives holds for uniform sample probabilities")
+    neg_grad, _ = expected_loss_neg_gradient(net, name, data, simple(), n_negatives, exclude_self)
+    constant = factor * (n / (n - 1) if exclude_self else 1.0)
+    return assert_identity(neg_grad, constant * operator(net, name, data), kind="gradient",
+                           what=f"-dE[L_simp]/dw_l (autograd) vs {constant:g} V[Kbar_l] w_l",
+                           context=_where("Theorem 3", name, context,
+                                          f"H={n_negatives}, exclude_self={exclude_self}"))
+
+
+def check_operator_structure(net: nn.Module, name: str, data: DiscreteAugmentedData,
+                             pair_mass: torch.Tensor | None = None, *, context: str = "") -> dict:
+    """OP_l (dense) is symmetric PSD, has rank <= (N-1) n_L, and OP_l w_l from the structured product matches it."""
+    __tracebackhide__ = True
+    where = _where("covariance operator structure", name, context)
+    op = operator_dense(net, name, data, pair_mass).detach()
+    assert_identity(op.T, op, what="OP_l^T vs OP_l (symmetry)", context=where)
+    w = _param(net, name).detach().flatten()
+    assert_identity(operator_times(net, name, data, pair_mass).detach(), op @ w, what="structured OP w vs dense OP w",
+                    context=where)
+    eig = symmetric_eigenvalues(op)
+    tol = tolerance(op.dtype, "eigenvalue")
+    floor = -(tol.atol + tol.rtol * float(eig.abs().max()))
+    if float(eig.min()) < floor:
+        raise IdentityViolation(f"OP_l is not PSD [{where}]: smallest eigenvalue {float(eig.min()):.3e} < {floor:.3e} "
+                                f"(largest {float(eig.max()):.3e}); allowed {tol}")
+    rank, bound = numerical_rank(eig), (data.n_samples - 1) * net(data.flat_views()[:1]).shape[1]
+    if rank > bound:
+        raise IdentityViolation(f"rank(OP_l) = {rank} exceeds (N-1) n_L = {bound} [{where}]")
+    return {"rank": rank, "rank_bound": bound, "min_eigenvalue": float(eig.min()), "max_eigenvalue": float(eig.max())}
+
+
+class FrozenGatingMLP(nn.Module):
+    """A BiasFreeMLP whose gating D_l is frozen at its values on fixed inputs: K_l no longer depends on W
+    (THEORY.md §6: gradient descent on E[L_simp] is then the power iteration w <- (I + 2 alpha OP) w)."""
+
+    def __init__(self, mlp: BiasFreeMLP, inputs: torch.Tensor):
+        super().__init__()
+        self.mlp = mlp
+        self.inputs = inputs
+        self.frozen = mlp.gates(inputs)
+
+    def layer_names(self) -> list[str]:
+        return [f"mlp.{n}" for n in self.mlp.layer_names()]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] == self.inputs.shape[0] and torch.equal(x, self.inputs):
+            return self.mlp(x, self.frozen)
+        matches = [int(torch.nonzero((self.inputs == row).all(dim=-1))[0]) for row in x]   # a subset of the inputs
+        return self.mlp(x, [g[matches] for g in self.frozen])
+
+
+def check_frozen_gating_power_iteration(net: BiasFreeMLP, name: str, data: DiscreteAugmentedData, *, alpha: float,
+                                        steps: int, context: str = "") -> dict:
+    """With gating frozen, ``steps`` gradient steps on E[L_simp] equal (I + 2 alpha OP)^steps w_0, and the
+    weight's alignment with OP's top eigenvector grows every step (amplification of the top direction)."""
+    __tracebackhide__ = True
+    frozen = FrozenGatingMLP(net, data.flat_views())
+    fname = f"mlp.{name}"
+    weight = _param(frozen, fname)
+    op = operator_dense(frozen, fname, data).detach()
+    top = torch.linalg.eigh(op).eigenvectors[:, -1]
+    expected = weight.detach().flatten().clone()
+    alignment = [float((top @ expected).abs() / expected.norm())]
+    step_matrix = torch.eye(op.shape[0], dtype=op.dtype, device=op.device) + 2 * alpha * op
+    where = _where("Theorem 3, frozen gating", name, context, f"alpha={alpha:g}")
+    original = weight.detach().clone()
+    try:
+        for t in range(steps):
+            neg_grad, _ = expected_loss_neg_gradient(frozen, fname, data, simple())
+            with torch.no_grad():
+                weight += alpha * neg_grad.reshape(weight.shape)
+            expected = step_matrix @ expected
+            assert_identity(weight.detach().flatten(), expected, kind="gradient", context=where,
+                            what=f"w after {t + 1} gradient steps vs (I + 2 alpha OP)^{t + 1} w_0")
+            alignment.append(float((top @ expected).abs() / expected.norm()))
+    finally:
+        with torch.no_grad():
+            weight.copy_(original)
+    if not all(b > a for a, b in zip(alignment, alignment[1:])):
+        raise IdentityViolation(f"alignment with OP's top eigenvector did not grow every step [{where}]: {alignment}")
+    return {"alignment": alignment}
+
+
+def per_tuple_simp_gradients(net: nn.Module, name: str, data: DiscreteAugmentedData):
+    """Gradient of L_simp (H = 1) for every (anchor, positive, negative) view tuple, with tuple probabilities.
+
+    Returns (gradients (C, P), probabilities (C,)); C = N M^2 (N M) tuples enumerated.
+    """
+    n, m = data.aug_probs.shape
+    views = data.flat_views()
+    v = torch.arange(n * m, device=views.device)
+    sample = v // m
+    anchor, positive, negative = torch.cartesian_prod(v, v, v).unbind(1)
+    keep = sample[anchor] == sample[positive]
+    anchor, positive, negative = anchor[keep], positive[keep], negative[keep]
+    probs = (data.view_probs()[anchor] * data.aug_probs.reshape(-1)[positive] * data.view_probs()[negative])
+    weight = _param(net, name).detach()
+
+    def losses(w):
+        out = functional_call(net, {name: w}, (views,), strict=False)
+        return pair_distance(out[anchor], out[positive]) - pair_distance(out[anchor], out[negative])
+
+    grads = jacrev(losses)(weight)
+    return grads.reshape(grads.shape[0], -1).detach(), probs
+
+
+def check_sampled_error_rate(net: nn.Module, name: str, data: DiscreteAugmentedData, *, batch_sizes, n_batches: int,
+                             seed: int, context: str = "") -> dict:
+    """Sampled-batch gradients of L_simp are unbiased and E||g_B - g||^2 = tr(Sigma)/B exactly (error ~ 1/sqrt(B)).
+
+    tr(Sigma) comes from enumerating every tuple. For each B, the mean over ``n_batches`` batches of
+    B ||g_B - g||^2 / tr(Sigma) must be within Z_SCORE_FALSE_ALARM standard errors of 1 (two-sided
+    false-alarm rate 6.3e-5 per batch size, CLT). Returns the per-B ratios and the fitted log-log slope of the
+    RMS error (1/sqrt(B) gives -0.5).
+    """
+    __tracebackhide__ = True
+    grads, probs = per_tuple_simp_gradients(net, name, data)
+    exact = probs @ grads
+    trace_sigma = float(probs @ ((grads - exact) ** 2).sum(1))
+    where = _where("Theorem 3, sampled batches", name, context, f"seed={seed}")
+    generator = make_generator(seed)
+    ratios, rms = {}, {}
+    for batch in batch_sizes:
+        picks = torch.multinomial(probs.double().cpu(), batch * n_batches, replacement=True, generator=generator)
+        batch_grads = grads[picks.to(grads.device)].reshape(n_batches, batch, -1).mean(1)
+        scaled = batch * ((batch_grads - exact) ** 2).sum(1) / trace_sigma
+        mean, stderr = float(scaled.mean()), float(scaled.std() / math.sqrt(n_batches))
+        ratios[batch], rms[batch] = mean, math.sqrt(mean * trace_sigma / batch)
+        if abs(mean - 1.0) > Z_SCORE_FALSE_ALARM * stderr:
+            raise IdentityViolation(
+                f"E[B ||g_B - g||^2] / tr(Sigma) = {mean:.4f} +- {stderr:.4f} at B={batch}, expected 1 within "
+                f"{Z_SCORE_FALSE_ALARM:g} standard errors (false-alarm rate 6.3e-5) [{where}]")
+    return {"ratio_by_batch": ratios, "rms_by_batch": rms, "trace_sigma": trace_sigma,
+            "loglog_slope": loglog_slope(list(batch_sizes), list(rms.values()))}
+
+
+# ---------------------------------------------------------------- Theorem 4 (THEORY.md §7)
+
+def check_residue_zero(net: nn.Module, name: str, data: DiscreteAugmentedData, loss: Callable, *,
+                       n_negatives: int = 1, context: str = "", screen: bool = True) -> float:
+    """theta_l = 0: -dE[L]/dw_l = 2 OP_l w_l exactly (L_simp at any augmentation; any loss at zero augmentation)."""
+    if screen:
+        check_theorem_class(net, data.flat_views())
+    split = residue(net, name, data, loss, n_negatives)
+    return assert_identity(split.neg_gradient, split.main, kind="gradient",
+                           what="-dE[L]/dw_l (autograd) vs 2 OP_l w_l (theta must be 0)",
+                           context=_where(f"Theorem 4, loss {loss}", name, context, f"H={n_negatives}"))
+
+
+def check_main_term(net: nn.Module, name: str, data: DiscreteAugmentedData, loss: Callable, *,
+                    n_negatives: int = 1, context: str = "") -> dict:
+    """The main term: pair mass >= 0 and sums like the loss's weights, OP_l symmetric PSD, structured == dense."""
+    __tracebackhide__ = True
+    split = residue(net, name, data, loss, n_negatives)
+    where = _where(f"Theorem 4 main term, loss {loss}", name, context, f"H={n_negatives}")
+    if not bool((split.pair_mass >= 0).all()):
+        raise IdentityViolation(f"pair mass has negative entries (min {float(split.pair_mass.min()):.3e}) [{where}]")
+    return check_operator_structure(net, name, data, split.pair_mass, context=where)
+
+
+def residue_ratio_sweep(net: nn.Module, name: str, make_data: Callable[[float], DiscreteAugmentedData],
+                        loss: Callable, sigmas, *, n_negatives: int = 1) -> dict:
+    """||theta|| / ||2 OP w|| at each augmentation strength sigma, and the fitted exponent of ratio ~ sigma^p."""
+    ratios = [residue(net, name, make_data(s), loss, n_negatives).ratio() for s in sigmas]
+    return {"sigmas": list(sigmas), "ratios": ratios, "exponent": loglog_slope(list(sigmas), ratios)}
