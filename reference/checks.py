@@ -179,9 +179,9 @@ class FrozenGatingMLP(nn.Module):
 
 
 def check_frozen_gating_power_iteration(net: BiasFreeMLP, name: str, data: DiscreteAugmentedData, *, alpha: float,
-                                        steps: int, context: str = "") -> dict:
-    """With gating frozen, ``steps`` gradient steps on E[L_simp] equal (I + 2 alpha OP)^steps w_0, and the
-    weight's alignment with OP's top eigenvector grows every step (amplification of the top direction)."""
+                                        steps: int, factor: float = 2.0, context: str = "") -> dict:
+    """With gating frozen, ``steps`` gradient steps on E[L_simp] equal (I + factor alpha OP)^steps w_0 (factor 2),
+    and the weight's alignment with OP's top eigenvector grows every step (amplification of the top direction)."""
     __tracebackhide__ = True
     frozen = FrozenGatingMLP(net, data.flat_views())
     fname = f"mlp.{name}"
@@ -190,7 +190,7 @@ def check_frozen_gating_power_iteration(net: BiasFreeMLP, name: str, data: Discr
     top = torch.linalg.eigh(op).eigenvectors[:, -1]
     expected = weight.detach().flatten().clone()
     alignment = [float((top @ expected).abs() / expected.norm())]
-    step_matrix = torch.eye(op.shape[0], dtype=op.dtype, device=op.device) + 2 * alpha * op
+    step_matrix = torch.eye(op.shape[0], dtype=op.dtype, device=op.device) + factor * alpha * op
     where = _where("Theorem 3, frozen gating", name, context, f"alpha={alpha:g}")
     original = weight.detach().clone()
     try:
@@ -200,7 +200,7 @@ def check_frozen_gating_power_iteration(net: BiasFreeMLP, name: str, data: Discr
                 weight += alpha * neg_grad.reshape(weight.shape)
             expected = step_matrix @ expected
             assert_identity(weight.detach().flatten(), expected, kind="gradient", context=where,
-                            what=f"w after {t + 1} gradient steps vs (I + 2 alpha OP)^{t + 1} w_0")
+                            what=f"w after {t + 1} gradient steps vs (I + {factor:g} alpha OP)^{t + 1} w_0")
             alignment.append(float((top @ expected).abs() / expected.norm()))
     finally:
         with torch.no_grad():
@@ -210,8 +210,8 @@ def check_frozen_gating_power_iteration(net: BiasFreeMLP, name: str, data: Discr
     return {"alignment": alignment}
 
 
-def per_tuple_simp_gradients(net: nn.Module, name: str, data: DiscreteAugmentedData):
-    """Gradient of L_simp (H = 1) for every (anchor, positive, negative) view tuple, with tuple probabilities.
+def per_tuple_gradients(net: nn.Module, name: str, data: DiscreteAugmentedData, loss: Callable = simple()):
+    """Gradient of an H = 1 loss for every (anchor, positive, negative) view tuple, with tuple probabilities.
 
     Returns (gradients (C, P), probabilities (C,)); C = N M^2 (N M) tuples enumerated.
     """
@@ -227,25 +227,26 @@ def per_tuple_simp_gradients(net: nn.Module, name: str, data: DiscreteAugmentedD
 
     def losses(w):
         out = functional_call(net, {name: w}, (views,), strict=False)
-        return pair_distance(out[anchor], out[positive]) - pair_distance(out[anchor], out[negative])
+        return loss(pair_distance(out[anchor], out[positive]), pair_distance(out[anchor], out[negative])[:, None])
 
     grads = jacrev(losses)(weight)
     return grads.reshape(grads.shape[0], -1).detach(), probs
 
 
 def check_sampled_error_rate(net: nn.Module, name: str, data: DiscreteAugmentedData, *, batch_sizes, n_batches: int,
-                             seed: int, context: str = "") -> dict:
-    """Sampled-batch gradients of L_simp are unbiased and E||g_B - g||^2 = tr(Sigma)/B exactly (error ~ 1/sqrt(B)).
+                             seed: int, per_tuple: Callable = per_tuple_gradients, context: str = "") -> dict:
+    """Sampled-batch gradients g_B of L_simp converge to the exact g = -2 V[Kbar] w (Theorem 3) with
+    E||g_B - g||^2 = tr(Sigma)/B, i.e. the error falls like 1/sqrt(B).
 
-    tr(Sigma) comes from enumerating every tuple. For each B, the mean over ``n_batches`` batches of
-    B ||g_B - g||^2 / tr(Sigma) must be within Z_SCORE_FALSE_ALARM standard errors of 1 (two-sided
-    false-alarm rate 6.3e-5 per batch size, CLT). Returns the per-B ratios and the fitted log-log slope of the
-    RMS error (1/sqrt(B) gives -0.5).
+    Sigma is the covariance of the per-tuple gradients, from enumerating every tuple. For each B, the mean over
+    ``n_batches`` batches of B ||g_B - g||^2 / tr(Sigma) must lie within Z_SCORE_FALSE_ALARM standard errors of 1
+    (two-sided false-alarm rate 6.3e-5 per batch size, CLT). A biased estimator fails at large B.
+    Returns the per-B ratios and the fitted log-log slope of the RMS error (1/sqrt(B) gives -0.5).
     """
     __tracebackhide__ = True
-    grads, probs = per_tuple_simp_gradients(net, name, data)
-    exact = probs @ grads
-    trace_sigma = float(probs @ ((grads - exact) ** 2).sum(1))
+    grads, probs = per_tuple(net, name, data)
+    exact = -2 * operator_times(net, name, data)
+    trace_sigma = float(probs @ ((grads - probs @ grads) ** 2).sum(1))
     where = _where("Theorem 3, sampled batches", name, context, f"seed={seed}")
     generator = make_generator(seed)
     ratios, rms = {}, {}
@@ -285,6 +286,19 @@ def check_main_term(net: nn.Module, name: str, data: DiscreteAugmentedData, loss
     if not bool((split.pair_mass >= 0).all()):
         raise IdentityViolation(f"pair mass has negative entries (min {float(split.pair_mass.min()):.3e}) [{where}]")
     return check_operator_structure(net, name, data, split.pair_mass, context=where)
+
+
+def check_residue_ratio_falls(sweep: dict, exponent_range: tuple[float, float], *, context: str = "") -> None:
+    """||theta||/||2 OP w|| rises strictly with sigma, with a fitted exponent inside ``exponent_range``."""
+    __tracebackhide__ = True
+    ratios = sweep["ratios"]
+    where = ", ".join(p for p in ("Theorem 4 residue vs augmentation strength", f"sigmas={sweep['sigmas']}", context) if p)
+    if not all(a < b for a, b in zip(ratios, ratios[1:])):
+        raise IdentityViolation(f"||theta||/||2 OP w|| does not fall as sigma falls: {ratios} [{where}]")
+    low, high = exponent_range
+    if not low <= sweep["exponent"] <= high:
+        raise IdentityViolation(f"fitted exponent {sweep['exponent']:.2f} of ||theta||/||2 OP w|| ~ sigma^p is outside "
+                                f"the measured range [{low}, {high}] [{where}]")
 
 
 def residue_ratio_sweep(net: nn.Module, name: str, make_data: Callable[[float], DiscreteAugmentedData],

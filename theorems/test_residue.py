@@ -20,9 +20,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reference import losses
-from reference.checks import check_main_term, check_residue_zero, residue_ratio_sweep
+from reference.checks import check_main_term, check_residue_ratio_falls, check_residue_zero, residue_ratio_sweep
 from reference.distributions import gaussian_augmented
-from reference.errors import IdentityViolation
 from reference.networks import BiasFreeMLP
 from theorems.strategies import relu_or_leaky, seeds, small_mlp_widths, taus
 
@@ -77,13 +76,6 @@ def test_residue_ratio_falls_with_augmentation_strength(case, tau, seed, device,
     sweep = residue_ratio_sweep(net, "weights.1", lambda s: gaussian_augmented(4, 3, 6, s, seed=seed + 1,
                                                                                 device=device),
                                 make_loss(tau), SIGMAS, n_negatives=n_negatives)
-    context = repro(seed=seed, tau=tau, sigmas=SIGMAS)
     print(f"{case} tau={tau}: ||theta||/||2 OP w|| = {[f'{r:.2e}' for r in sweep['ratios']]}, "
           f"exponent {sweep['exponent']:.2f}")
-    ratios = sweep["ratios"]
-    if not all(a < b for a, b in zip(ratios, ratios[1:])):
-        raise IdentityViolation(f"||theta||/||2 OP w|| does not fall with sigma: {ratios} [{context}]")
-    low, high = EXPONENT_RANGE
-    if not low <= sweep["exponent"] <= high:
-        raise IdentityViolation(f"fitted exponent {sweep['exponent']:.2f} of ||theta||/||2 OP w|| ~ sigma^p "
-                                f"outside the measured range [{low}, {high}] [{context}]")
+    check_residue_ratio_falls(sweep, EXPONENT_RANGE, context=repro(seed=seed, tau=tau, case=case))
