@@ -8,6 +8,9 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
+# Regression-check mode: --ssl-loss / --ssl-model / --ssl-report (docs/REGRESSION.md).
+pytest_plugins = ["theorems.regression_plugin"]
+
 # The fixtures given to Hypothesis tests (device, seed, repro) are pure, so sharing them across examples is safe.
 _SUPPRESSED = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
 settings.register_profile("dev", deadline=None, print_blob=True, max_examples=25,

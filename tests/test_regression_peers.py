@@ -1,0 +1,93 @@
+"""Real peers from the package registry (optional extra ``peers``; docs/REGRESSION.md).
+
+Correct NT-Xent / InfoNCE implementations pass every property at any seed and temperature (zero false
+alarms); pytorch-metric-learning's TripletMarginLoss, whose default distance is the Euclidean distance
+and not its square, is reported as not balanced, never crashes and never passes. Each test skips, with
+the install command, when its peer is absent.
+"""
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reference import adapters, probing
+
+PEERS = {
+    "pml_ntxent_symmetric": ("pytorch_metric_learning", adapters.pml_ntxent, {"symmetric": True}),
+    "pml_ntxent_one_directional": ("pytorch_metric_learning", adapters.pml_ntxent, {"symmetric": False}),
+    "info_nce_two_view": ("info_nce", adapters.info_nce, {}),
+    "info_nce_per_anchor_values": ("info_nce", adapters.info_nce, {"reduction": "none"}),
+    "info_nce_unpaired_negatives": ("info_nce", adapters.info_nce, {"negatives": "unpaired", "reduction": "sum"}),
+    "info_nce_paired_negatives": ("info_nce", adapters.info_nce, {"negatives": "paired", "reduction": "none"}),
+    "lightly_ntxent": ("lightly", adapters.lightly_ntxent, {}),
+}
+SEEDS = st.integers(min_value=0, max_value=2 ** 31 - 1)
+TEMPERATURES = st.sampled_from([0.02, 0.07, 0.1, 0.5, 1.0])
+
+
+def require(module: str) -> None:
+    hint = adapters.LIGHTLY_HINT if module == "lightly" else adapters.PEERS_HINT
+    pytest.importorskip(module, reason=f"peer '{module}' is not installed: {hint}")
+
+
+def peer(name: str, temperature: float) -> adapters.LossSubject:
+    module, factory, kwargs = PEERS[name]
+    require(module)
+    return adapters.LossSubject(factory(temperature=temperature, **kwargs).name, factory,
+                                {"temperature": temperature, **kwargs})
+
+
+@pytest.mark.parametrize("name", sorted(PEERS))
+@given(seed=SEEDS, tau=TEMPERATURES)
+def test_correct_peer_passes_every_property(name, seed, tau):
+    results = {prop: probing.check_loss(peer(name, tau), prop, seed) for prop in probing.LOSS_PROPERTIES}
+    failed = [r.summary() for r in results.values() if r.status == "fail"]
+    assert not failed, f"false alarms on {name} at seed={seed}, tau={tau}: {failed}"
+    # the checks that matter ran, rather than passing by being not applicable
+    must_run = ["balance_total", "weight_signs", "reference_value", "reference_weights", "stability_float32"]
+    must_run += ["balance_per_anchor"] if PEERS[name][2].get("reduction") == "none" else []
+    skipped = {p: results[p].message for p in must_run if results[p].status != "pass"}
+    assert not skipped, f"{name} at seed={seed}, tau={tau}: checks that should have run did not: {skipped}"
+
+
+@given(seed=SEEDS)
+def test_triplet_margin_loss_is_reported_not_balanced(seed):
+    require("pytorch_metric_learning")
+    subject = adapters.builtin_loss(adapters.pml_triplet)
+    results = {prop: probing.check_loss(subject, prop, seed) for prop in probing.LOSS_PROPERTIES}
+    balance = results["balance_total"]
+    assert balance.status == "fail" and "not balanced" in balance.summary(), (
+        f"TripletMarginLoss was not reported as not balanced at seed={seed}: {balance.summary()}")
+    crashed = [r.summary() for r in results.values() if "could not run" in r.message]
+    assert not crashed, f"checks crashed on TripletMarginLoss at seed={seed}: {crashed}"
+    wrong = {p: r.summary() for p, r in results.items() if r.status == "fail" and p != "balance_total"}
+    assert not wrong, f"TripletMarginLoss has pair structure and the right signs; yet at seed={seed}: {wrong}"
+
+
+@pytest.mark.parametrize("name", ["pml_ntxent_symmetric", "info_nce_two_view"])
+def test_covariance_form_says_not_applicable_for_normalising_peers(name, seed, repro):
+    net = adapters.NetSubject(adapters.reference_mlp().name, adapters.reference_mlp)
+    result = probing.check_covariance_form(peer(name, 0.1), net, seed)
+    assert result.status == "not_applicable" and "normalises" in result.message, f"{result.summary()}; {repro()}"
+
+
+def test_bare_peer_class_with_command_line_declaration(seed, repro):
+    """--ssl-loss info_nce:InfoNCE with --ssl-loss-kwargs and --ssl-loss-declares, no code written."""
+    require("info_nce")
+    subject = adapters.load_loss(
+        "info_nce:InfoNCE", '{"temperature": 0.2, "reduction": "none"}',
+        '{"form": "two_view", "symmetric": false, "same_view_negatives": false, "reduction": "none", '
+        '"normalises": true, "reference": "infonce", "temperature_kwarg": "temperature"}')
+    assert subject.build().temperature == 0.2, f"temperature not taken from the kwargs; {repro()}"
+    results = [probing.check_loss(subject, prop, seed) for prop in probing.LOSS_PROPERTIES]
+    assert all(r.status == "pass" for r in results), [r.summary() for r in results if r.status != "pass"]
+
+
+def test_mismatched_declaration_is_reported(seed, repro):
+    """InfoNCE (one-directional, cross-view negatives) declared with SimCLR's layout fails, it does not pass."""
+    require("info_nce")
+    import info_nce
+    wrong = adapters.LossSubject("InfoNCE declared as SimCLR", lambda temperature: adapters.two_view(
+        info_nce.InfoNCE(temperature=temperature), normalises=True, reference="infonce", temperature=temperature),
+        {"temperature": 0.1})
+    result = probing.check_loss(wrong, "reference_value", seed)
+    assert result.status == "fail", f"mis-declared layout passed: {result.summary()}; {repro()}"

@@ -1,0 +1,163 @@
+"""Unit tests of the regression mode's machinery: the Gram-matrix probe, layouts, loading, verdicts, the report.
+
+The probe's recovered pair weights are checked against autograd of the closed-form losses of
+THEORY.md §4 (an independent route: derivatives in r, not through cholesky(G)); networks outside the
+theorems' class must come back "not applicable", never failed or crashed; the pytest plugin is run
+end to end in-process (pytester) on the example package.
+"""
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from reference import adapters, probing
+from reference.compare import assert_identity
+from reference.errors import BadInput
+from reference.losses import autograd_weights
+from reference.networks import make_generator
+
+pytest_plugins = ("pytester",)
+
+ROOT = Path(__file__).resolve().parents[1]
+PLUGIN = ("-p", "theorems.regression_plugin")
+
+
+@pytest.mark.parametrize("factory", [adapters.reference_nt_xent, adapters.reference_simple, adapters.reference_triplet])
+def test_recovered_weights_equal_autograd_of_the_pair_loss(factory, seed, repro):
+    adapter = factory()
+    probe = probing.make_probe(adapter, seed)
+    got = probing.recover_weights(adapter, probe).pairs
+    batch = adapter.fn
+    r_pos, r_neg = adapters.anchor_distances(probe.layout, probe.points(), normalise=False)
+    beta, beta_k = autograd_weights(batch.pair_loss, r_pos, r_neg)
+    scale = batch.scale * adapters.anchor_weight(probe.layout, adapter.reduction)
+    want = probing.assemble_pair_weights(probe.layout, beta, beta_k, scale)
+    assert_identity(got, want, what=f"probe weights dL/dr of {adapter.name}", kind="gradient", context=repro())
+
+
+def test_gram_gradient_gives_each_pair_its_weight(seed, repro):
+    """L = sum_{i<j} c_ij r_ij with r_ij = (G_ii + G_jj)/2 - G_ij: the recovered weights are c exactly."""
+    n = 7
+    g = make_generator(seed)
+    c = torch.triu(torch.randn(n, n, generator=g, dtype=torch.float64), diagonal=1)
+    a = torch.randn(n, n, generator=g, dtype=torch.float64)
+    gram = (a @ a.T).requires_grad_(True)
+    diag = torch.diagonal(gram)
+    r = 0.5 * (diag[:, None] + diag[None, :]) - gram
+    (grad,) = torch.autograd.grad((c * r).sum(), gram)
+    assert_identity(probing.pair_weights_from_gram_gradient(grad), c + c.T, what="recovered pair weights",
+                    kind="gradient", context=repro(n=n))
+
+
+@pytest.mark.parametrize("spec", ["reference.adapters:reference_nt_xent", "examples.mylosses:make_loss"])
+def test_probe_points_have_the_chosen_gram(spec, seed, repro):
+    adapter = adapters.load_loss(spec).build()
+    probe = probing.make_probe(adapter, seed)
+    z = probe.points()
+    assert z.shape == (probe.layout.n_points, probe.dim) and probe.dim >= probe.layout.n_points, repro()
+    assert_identity(z @ z.T, probe.gram, what=f"Z Z^T vs G for {adapter.name}", context=repro())
+    if adapter.normalises:
+        assert_identity(torch.diagonal(probe.gram), torch.ones(probe.layout.n_points, dtype=torch.float64),
+                        what="unit rows for a loss that normalises", context=repro())
+
+
+def test_layouts_declare_the_pairs_each_convention_uses():
+    one_directional = adapters.LossAdapter(lambda a, b: a.sum(), symmetric=False, same_view_negatives=False)
+    #          z0: 0 1 2   z1: 3 4 5      anchors 0..2; positive i <-> 3+i; negatives: other samples' z1
+    expected = torch.tensor([[0, 0, 0, 1, -1, -1], [0, 0, 0, -1, 1, -1], [0, 0, 0, -1, -1, 1],
+                             [1, -1, -1, 0, 0, 0], [-1, 1, -1, 0, 0, 0], [-1, -1, 1, 0, 0, 0]])
+    assert torch.equal(one_directional.layout(3).roles(), expected), one_directional.layout(3).roles()
+    simclr = adapters.reference_simple().layout(3)
+    expected = -torch.ones(6, 6, dtype=torch.long)        # every other point is a negative (same view too) ...
+    expected.fill_diagonal_(0)                             # ... but a point is no pair with itself ...
+    expected[torch.arange(6), (torch.arange(6) + 3) % 6] = 1   # ... and i <-> i + N are the positives
+    assert torch.equal(simclr.roles(), expected), simclr.roles()
+    paired = adapters.per_anchor(lambda q, p, n: q.sum(), negative_mode="paired", n_negatives=2).layout(2)
+    assert paired.n_points == 8 and paired.negatives.tolist() == [[4, 5], [6, 7]], paired
+    z = torch.arange(16.0).reshape(8, 2)
+    query, positive, negatives = paired.split(z)
+    assert negatives.shape == (2, 2, 2) and torch.equal(paired.join(query, positive, negatives), z)
+
+
+@pytest.mark.parametrize("spec, kwargs, declares, says", [
+    ("examples.mylosses.make_loss", None, None, "not of the form"),
+    ("examples.no_such_module:make_loss", None, None, "cannot import"),
+    ("examples.mylosses:no_such_factory", None, None, "has no attribute"),
+    ("examples.mylosses:NTXent", None, None, "declare which pairs"),
+    ("examples.mylosses:NTXent", None, '{"form": "two_view", "colour": "red"}', "unknown fields"),
+    ("examples.mylosses:NTXent", None, '{"form": "three_view"}', "is not one of"),
+    ("examples.mylosses:make_loss", "{temperature: 0.2}", None, "not valid JSON"),
+    ("examples.mylosses:make_loss", "[0.2]", None, "must be a JSON object"),
+    ("examples.mylosses:make_loss", '{"tau": 0.2}', None, "failed"),
+])
+def test_loader_refuses_bad_specs_with_the_reason(spec, kwargs, declares, says):
+    with pytest.raises(BadInput, match=says):
+        adapters.load_loss(spec, kwargs, declares)
+
+
+@pytest.mark.parametrize("factory, why", [("make_net_with_bias", "non-zero bias"),
+                                          ("make_net_with_batchnorm", "BatchNorm1d"),
+                                          ("make_residual_net", "not positively homogeneous")])
+def test_networks_outside_the_class_are_not_applicable(factory, why, seed, repro):
+    net = adapters.load_net(f"examples.mynets:{factory}")
+    loss = adapters.builtin_loss(adapters.reference_nt_xent)
+    results = [probing.check_network(net, prop, seed) for prop in probing.NET_PROPERTIES]
+    results.append(probing.check_covariance_form(loss, net, seed))
+    for r in results:
+        assert r.status == "not_applicable" and why in r.message, f"{r.summary()}; {repro(net=factory)}"
+
+
+def test_loss_that_raises_or_has_no_gradient_is_reported_not_crashed(seed, repro):
+    def broken(z0, z1):
+        raise ValueError("expects 128-dimensional embeddings")
+    raising = adapters.LossSubject("raises", lambda: adapters.two_view(broken))
+    result = probing.check_loss(raising, "balance_total", seed)
+    assert result.status == "fail" and "ValueError: expects 128" in result.message, f"{result.summary()}; {repro()}"
+    flat = adapters.LossSubject("flat", lambda: adapters.two_view(lambda z0, z1: 0.0 * (z0 - z1).sum()))
+    result = probing.check_loss(flat, "balance_total", seed)
+    assert result.status == "not_applicable" and "zero on every pair" in result.message, f"{result.summary()}"
+
+
+def test_covariance_form_catches_an_unbalanced_network_loss_pairing(seed, repro):
+    """The covariance check can fail: a loss of |z| (not of pairwise distances) on a bias-free net."""
+    norm_loss = adapters.LossSubject("norm", lambda: adapters.two_view(lambda z0, z1: (z0 ** 2).sum() + z1.sum()))
+    net = adapters.NetSubject(adapters.reference_mlp().name, adapters.reference_mlp)
+    result = probing.check_covariance_form(norm_loss, net, seed)
+    assert result.status == "fail" and result.summary().startswith("covariance_form FAILED"), \
+        f"{result.summary()}; {repro()}"
+
+
+def _run(pytester, *args):
+    """theorems/test_regression.py in-process, rooted at this repository (its conftest, fixtures and plugin)."""
+    return pytester.runpytest_inprocess(str(ROOT / "theorems" / "test_regression.py"), *PLUGIN, "--rootdir", str(ROOT),
+                                        "-p", "no:cacheprovider", *args)
+
+
+def test_plugin_reports_a_buggy_user_loss(pytester, tmp_path):
+    report = tmp_path / "report.json"
+    result = _run(pytester, "--ssl-loss", "examples.mylosses:make_buggy_loss", "--ssl-report", str(report),
+                  "-k", "loss_property")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
+    result.stdout.fnmatch_lines(["*balance_total FAILED for examples.mylosses:make_buggy_loss*not balanced*"
+                                 "reproduce: pytest*--ssl-loss examples.mylosses:make_buggy_loss*"])
+    data = json.loads(report.read_text())
+    assert data["format"] == "dualnet-ssl-regression/1" and data["summary"]["fail"] >= 1, data["summary"]
+    balance = next(r for r in data["records"] if r["property"] == "balance_total")
+    assert balance["status"] == "fail" and balance["measured"] > 0 and "rtol=" in balance["tolerance"], balance
+    assert isinstance(balance["seed"], int) and "--ssl-loss" in balance["reproduce"], balance
+
+
+def test_plugin_says_not_applicable_for_a_network_with_biases(pytester):
+    result = _run(pytester, "--ssl-model", "examples.mynets:make_net_with_bias", "-k", "network_property")
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    result.stdout.fnmatch_lines(["*SKIPPED*not applicable: module '0' (Linear) has a non-zero bias*"])
+    result.assert_outcomes(skipped=len(probing.NET_PROPERTIES))
+
+
+def test_plugin_passes_a_correct_user_loss_and_refuses_a_bad_spec(pytester):
+    good = _run(pytester, "--ssl-loss", "examples.mylosses:make_loss", "--ssl-loss-kwargs", '{"temperature": 0.2}')
+    assert good.ret == pytest.ExitCode.OK, good.stdout.str()
+    bad = _run(pytester, "--ssl-loss", "examples.mylosses:nothing_here")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+    bad.stderr.fnmatch_lines(["*regression-check mode: 'examples.mylosses' has no attribute 'nothing_here'*"])
