@@ -34,6 +34,10 @@ def pytest_addoption(parser):
 
 
 def pytest_configure(config):
+    # Benchmarks run once, as correctness checks, unless timings are asked for (--benchmark-only/--benchmark-enable).
+    # pytest-benchmark reads this option in its own (trylast) pytest_configure, after this hook.
+    if not (config.getoption("benchmark_only", False) or config.getoption("benchmark_enable", False)):
+        config.option.benchmark_disable = True
     config.addinivalue_line("markers", "slow: heavier case, opt-in with --runslow")
     config.addinivalue_line("markers", "gpu: needs CUDA; runs only when a GPU is present")
 

@@ -86,16 +86,17 @@ def gaussian_augmented(n_samples: int, n_augmentations: int, input_shape, sigma:
 
 @dataclass
 class EnumeratedLoss:
-    expected: torch.Tensor   # E[L], differentiable through the outputs
-    pair_mass: torch.Tensor  # A[i, j] = E[sum_k beta_k 1{anchor sample i, negative k from sample j}], (N, N)
+    expected: torch.Tensor          # E[L], differentiable through the outputs
+    pair_mass: torch.Tensor | None  # A[i, j] = E[sum_k beta_k 1{anchor i, negative k from sample j}], (N, N)
 
 
 def enumerate_loss(data: DiscreteAugmentedData, outputs: torch.Tensor, loss, n_negatives: int = 1,
-                   exclude_self: bool = False) -> EnumeratedLoss:
+                   exclude_self: bool = False, with_pair_mass: bool = True) -> EnumeratedLoss:
     """E[L] over every (anchor, positive, H negatives) tuple, exactly, and the pair mass of Theorem 4.
 
     ``outputs`` are f_L of the views, shape (N, M, n_L). ``loss(r_pos, r_neg)`` acts elementwise with
-    ``r_neg`` of shape (..., H). The pair mass uses autograd weights, so it works for any loss of r.
+    ``r_neg`` of shape (..., H). The pair mass uses autograd weights, so it works for any loss of r;
+    ``with_pair_mass=False`` skips it (a plain training step needs E[L] only).
     """
     n, m = data.aug_probs.shape
     if outputs.dim() != 3 or outputs.shape[:2] != (n, m):
@@ -121,6 +122,8 @@ def enumerate_loss(data: DiscreteAugmentedData, outputs: torch.Tensor, loss, n_n
     probs = (data.sample_probs[:, None, None, None] * data.aug_probs[:, :, None, None]
              * data.aug_probs[:, None, :, None] * neg_probs[:, None, None, :])
     expected = (probs * checked_loss_values(loss, r_pos_b, r_neg_b)).sum()
+    if not with_pair_mass:
+        return EnumeratedLoss(expected, None)
     _, beta_neg = autograd_weights(loss, r_pos_b, r_neg_b)          # (N, M, M, C, H)
     mass = (probs[..., None] * beta_neg).sum((1, 2))               # (N, C, H)
     sample_of = torch.nn.functional.one_hot(combos // m, n).to(mass.dtype)   # (C, H, N)

@@ -67,8 +67,10 @@ def operator_dense(net: nn.Module, name: str, data: DiscreteAugmentedData,
                    pair_mass: torch.Tensor | None = None) -> torch.Tensor:
     """Dense OP_l = sum_ij Lap[i,j] Kbar_i Kbar_j^T, (P, P). The reference twin of ``operator_times``."""
     mass = variance_pair_mass(data) if pair_mass is None else pair_mass
-    kbar = mean_connections(net, name, data)
-    return torch.einsum("ipo,ij,jqo->pq", kbar, laplacian(mass), kbar)
+    kbar = mean_connections(net, name, data).detach()                     # (N, P, n_L)
+    n, p, n_out = kbar.shape
+    mixed = torch.einsum("ij,jpo->pio", laplacian(mass), kbar).reshape(p, n * n_out)
+    return mixed @ kbar.permute(1, 0, 2).reshape(p, n * n_out).T          # one P x P allocation
 
 
 def expected_loss_neg_gradient(net: nn.Module, name: str, data: DiscreteAugmentedData, loss, n_negatives: int = 1,

@@ -1,0 +1,183 @@
+"""Benchmarks (issue 2, item 10): structured 2 OP_l w and theta_l against the dense operator and one training step.
+
+Run ``pytest theorems/test_benchmarks.py --benchmark-only`` (add ``--runslow`` for width 128, where the dense
+OP_l alone is 16384^2 float64 = 2.1 GB). Groups, one per theorem and width, each on the same inputs:
+
+- ``theorem3 2 OP_l w, width W`` (THEORY.md §6): structured ``2 operator_times`` (one forward, one backward);
+  dense ``2 operator_dense @ w`` (K stack, then OP formed); one training step on L_simp.
+- ``theorem4 theta_l, width W`` (THEORY.md §7): structured ``residue(...).theta`` (autograd -dE[L]/dw_l through the
+  enumeration, then one structured OP_l w with the loss's pair mass); dense (the same -dE[L]/dw_l minus
+  ``2 operator_dense(pair mass) @ w``); one training step on L_nce (tau 1, H = 1).
+
+Inputs: MLP [W, W, W, 8] (weights seed NET_SEED), layer ``weights.1`` (the middle one, W x W), 6 samples x 4
+augmentations of ``gaussian_augmented`` (sigma 0.3, seed DATA_SEED), float64. The training step is
+``reference.training.gradient_step``: autograd of the exact enumerated E[L] over the same 24 views, all layers
+updated; so it is the same loss on the same inputs as the quantity timed beside it (E[L] only: the step does
+not form the pair mass, which theta needs).
+
+Time: pytest-benchmark's rounds, one call each, net rebuilt by ``setup`` outside the timed part; ratios use
+the minimum. Memory: peak bytes the torch allocator holds during one call beyond what it held before, measured
+in a separate untimed call: ``torch.cuda.max_memory_allocated`` on CUDA; on CPU a replay of every allocation
+and free that ``torch.profiler`` (profile_memory=True) records, so temporaries freed inside an op count too.
+Both ratios land in ``extra_info`` of every benchmark of the group (JSON output) and in a summary line.
+Every benchmark also asserts its result: structured and dense agree (exact float64 tolerance), the training
+step returns the exact E[L] at its starting weights, and the dense peak holds at least OP_l's own bytes.
+"""
+from __future__ import annotations
+
+import copy
+from collections import defaultdict
+from functools import lru_cache
+
+import pytest
+import torch
+from torch._C._profiler import _EventType
+from torch.profiler import ProfilerActivity, profile
+
+from reference.compare import assert_identity
+from reference.distributions import gaussian_augmented
+from reference.errors import IdentityViolation
+from reference.losses import infonce, simple
+from reference.networks import BiasFreeMLP
+from reference.operators import expected_loss_neg_gradient, operator_dense, operator_times, residue
+from reference.training import expected_loss, gradient_step
+
+WIDTHS = [16, 32, 64, pytest.param(128, marks=pytest.mark.slow)]
+N_OUT, LAYER = 8, "weights.1"
+N_SAMPLES, N_AUGMENTATIONS, SIGMA = 6, 4, 0.3
+DATA_SEED, NET_SEED = 0, 1
+"""Fixed seeds: every path at one width sees the same network and data."""
+LOSSES = {"theorem3": simple(), "theorem4": infonce(1.0)}
+STEP_LR = 1e-3
+"""Learning rate of the timed step; each round starts from the same weights, so its value does not matter."""
+ROUNDS = {"structured": 20, "train_step": 20, "dense": 3}
+"""Rounds per path: milliseconds-long calls get more rounds; the dense one (0.5 s at width 64) gets 3."""
+
+
+def peak_bytes(fn, device: torch.device) -> int:
+    """Peak bytes the torch allocator holds during ``fn()`` beyond what it held at the start."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        start = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - start
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        node = stack.pop()
+        stack.extend(node.children)
+        if node.tag == _EventType.Allocation:
+            events.append((node.start_time_ns, node.extra_fields.alloc_size))
+    held = peak = 0
+    for _, size in sorted(events):
+        held += size
+        peak = max(peak, held)
+    return peak
+
+
+@lru_cache(maxsize=None)
+def case(width: int, device_type: str):
+    """(net, data, w, references): the inputs of one width and each quantity computed once for comparison."""
+    data = gaussian_augmented(N_SAMPLES, N_AUGMENTATIONS, width, SIGMA, seed=DATA_SEED, device=device_type)
+    net = BiasFreeMLP([width, width, width, N_OUT], seed=NET_SEED, device=device_type)
+    w = dict(net.named_parameters())[LAYER].detach().flatten()
+    neg_grad, enum = expected_loss_neg_gradient(net, LAYER, data, LOSSES["theorem4"])
+    refs = {
+        ("theorem3", "structured"): 2 * operator_times(net, LAYER, data),
+        ("theorem3", "dense"): 2 * operator_dense(net, LAYER, data) @ w,
+        ("theorem4", "structured"): residue(net, LAYER, data, LOSSES["theorem4"]).theta.detach(),
+        ("theorem4", "dense"): neg_grad - 2 * operator_dense(net, LAYER, data, enum.pair_mass.detach()) @ w,
+        **{(t, "train_step"): expected_loss(net, data, loss).detach() for t, loss in LOSSES.items()},
+    }
+    return net, data, w, refs
+
+
+def target(theorem: str, path: str, net, data, w):
+    """The callable timed for one path; it takes the network (fresh from ``setup``) as its argument."""
+    loss = LOSSES[theorem]
+    if path == "train_step":
+        return lambda n: gradient_step(n, data, loss, STEP_LR)
+    if theorem == "theorem3":
+        return {"structured": lambda n: 2 * operator_times(n, LAYER, data),
+                "dense": lambda n: 2 * operator_dense(n, LAYER, data) @ w}[path]
+    if path == "structured":
+        return lambda n: residue(n, LAYER, data, loss).theta
+
+    def dense_theta(n):
+        neg_grad, enum = expected_loss_neg_gradient(n, LAYER, data, loss)
+        return neg_grad - 2 * operator_dense(n, LAYER, data, enum.pair_mass.detach()) @ w
+    return dense_theta
+
+
+_MEASURED: dict[str, dict[str, dict]] = defaultdict(dict)
+"""group -> path -> {"time": min seconds, "bytes": peak bytes, "info": that benchmark's extra_info}."""
+
+
+def share_ratios(group: str) -> None:
+    """Write the group's ratios (same run) into every member's extra_info."""
+    got = _MEASURED[group]
+    ratios = {}
+    for num, den in (("dense", "structured"), ("structured", "train_step")):
+        if num in got and den in got:
+            ratios[f"{num}/{den} time"] = got[num]["time"] / got[den]["time"]
+            ratios[f"{num}/{den} memory"] = got[num]["bytes"] / max(got[den]["bytes"], 1)
+    for entry in got.values():
+        entry["info"].update(ratios)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ratio_summary(request):
+    """After the module: one line per group with its measured ratios, on the terminal (past output capture)."""
+    yield
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    capture = request.config.pluginmanager.get_plugin("capturemanager")
+    if reporter is None or capture is None:
+        return
+    with capture.global_and_fixture_disabled():
+        reporter.ensure_newline()
+        for group, got in _MEASURED.items():
+            info = next(iter(got.values()))["info"]
+            ratios = ", ".join(f"{k} {v:.3g}x" for k, v in sorted(info.items()) if "/" in k)
+            reporter.write_line(f"[ratios] {group}: {ratios or 'incomplete group'}")
+
+
+@pytest.mark.parametrize("path", ["structured", "train_step", "dense"])
+@pytest.mark.parametrize("theorem", ["theorem3", "theorem4"])
+@pytest.mark.parametrize("width", WIDTHS)
+def test_benchmark(benchmark, device, width, theorem, path, repro):
+    net, data, w, refs = case(width, device.type)
+    fn = target(theorem, path, net, data, w)
+    fresh = lambda: ((copy.deepcopy(net),), {})
+
+    def timed(n):
+        out = fn(n)
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return out
+
+    spare = copy.deepcopy(net)
+    memory = peak_bytes(lambda: fn(spare), device)
+    benchmark.group = f"{theorem} {'2 OP_l w' if theorem == 'theorem3' else 'theta_l'}, width {width}"
+    result = benchmark.pedantic(timed, setup=fresh, rounds=ROUNDS[path], warmup_rounds=1)
+
+    context = repro(width=width, layer=LAYER, loss=LOSSES[theorem], path=path, data_seed=DATA_SEED,
+                    net_seed=NET_SEED)
+    if path == "train_step":
+        assert_identity(torch.tensor(result, dtype=torch.float64), refs[(theorem, path)].cpu(),
+                        what="E[L] returned by the training step", context=context)
+    else:
+        other = "dense" if path == "structured" else "structured"
+        assert_identity(result, refs[(theorem, other)], what=f"{path} vs {other} {benchmark.group}", context=context)
+    op_bytes = w.numel() ** 2 * w.element_size()
+    if path == "dense" and memory < op_bytes:
+        raise IdentityViolation(f"measured dense peak {memory} B is below OP_l's own {op_bytes} B: the memory "
+                                f"measurement missed allocations [{context}]")
+
+    benchmark.extra_info.update({"path": path, "width": width, "peak_bytes": memory, "device": device.type})
+    if benchmark.stats is not None:
+        _MEASURED[benchmark.group][path] = {"time": benchmark.stats.stats.min, "bytes": memory,
+                                            "info": benchmark.extra_info}
+        share_ratios(benchmark.group)
