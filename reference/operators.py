@@ -37,6 +37,14 @@ def _augmentation_mean(data: DiscreteAugmentedData, per_view: torch.Tensor) -> t
     return (data.aug_probs[:, :, None] * per_view).sum(1)
 
 
+def _operator_cotangent(data: DiscreteAugmentedData, pair_mass: torch.Tensor, per_view: torch.Tensor) -> torch.Tensor:
+    """Cotangent q_im (Lap g)_i on view (i, m), with g_i = E_aug per_view: its VJP is OP_l u when per_view = K^T u."""
+    n, m = data.aug_probs.shape
+    mean_out = _augmentation_mean(data, per_view.reshape(n, m, -1))          # (N, n_L)
+    cotangent = data.aug_probs[:, :, None] * (laplacian(pair_mass) @ mean_out)[:, None, :]
+    return cotangent.reshape(per_view.shape)
+
+
 def operator_times(net: nn.Module, name: str, data: DiscreteAugmentedData, pair_mass: torch.Tensor | None = None,
                    vector: torch.Tensor | None = None) -> torch.Tensor:
     """OP_l u as a flat vector without forming K or OP (u defaults to w_l).
@@ -44,15 +52,12 @@ def operator_times(net: nn.Module, name: str, data: DiscreteAugmentedData, pair_
     u = w_l: one forward and one backward pass (Kbar^T w = fbar by homogeneity).
     Other u: a Jacobian-vector product gives Kbar^T u first.
     """
-    n, m = data.aug_probs.shape
     mass = variance_pair_mass(data) if pair_mass is None else pair_mass
     w = _param(net, name)
     views = data.flat_views()
     out = net(views)
     per_view = out.detach() if vector is None else connection_transpose_times(net, views, name, vector)
-    mean_out = _augmentation_mean(data, per_view.reshape(n, m, -1))          # (N, n_L)
-    cotangent = data.aug_probs[:, :, None] * (laplacian(mass) @ mean_out)[:, None, :]
-    (grad,) = torch.autograd.grad(out, w, grad_outputs=cotangent.reshape(out.shape))
+    (grad,) = torch.autograd.grad(out, w, grad_outputs=_operator_cotangent(data, mass, per_view))
     return grad.flatten()
 
 
@@ -102,11 +107,18 @@ class Residue:
 
 def residue(net: nn.Module, name: str, data: DiscreteAugmentedData, loss, n_negatives: int = 1,
             exclude_self: bool = False) -> Residue:
-    """Theorem 4 split: -dE[L]/dw_l = 2 OP_l w_l + theta_l, OP_l weighted by the loss's pair mass."""
-    neg_grad, enum = expected_loss_neg_gradient(net, name, data, loss, n_negatives, exclude_self)
+    """Theorem 4 split: -dE[L]/dw_l = 2 OP_l w_l + theta_l, OP_l weighted by the loss's pair mass.
+
+    One forward pass serves both terms: -dE/dw_l and 2 OP_l w_l are two backward passes through it.
+    """
+    n, m = data.aug_probs.shape
+    w = _param(net, name)
+    out = net(data.flat_views())
+    enum = enumerate_loss(data, out.reshape(n, m, -1), loss, n_negatives, exclude_self)
+    (grad,) = torch.autograd.grad(enum.expected, w, retain_graph=True)
     mass = enum.pair_mass.detach()
-    main = 2 * operator_times(net, name, data, mass)
-    return Residue(neg_grad.detach(), main.detach(), mass, float(enum.expected.detach()))
+    (main,) = torch.autograd.grad(out, w, grad_outputs=2 * _operator_cotangent(data, mass, out.detach()))
+    return Residue(-grad.flatten(), main.flatten(), mass, float(enum.expected.detach()))
 
 
 def symmetric_eigenvalues(matrix: torch.Tensor) -> torch.Tensor:
