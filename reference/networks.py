@@ -171,3 +171,79 @@ def check_theorem_class(net: nn.Module, x: torch.Tensor, *, scales=(2.0, 0.5)) -
                         f"output is not positively homogeneous in layer '{name}': max |f(c W) - c f(W)| = {err:.3e} "
                         f"at c={c} (allowed {allowed:.1e}); the network has a bias, a skip/residual connection or "
                         f"another non-homogeneous operation, so f_L = K_l^T w_l fails (THEORY.md §1)")
+
+
+class TreeMirrorNet(nn.Module):
+    """Bias-free network mirroring a complete c-ary tree of depth L (THEORY.md §8).
+
+    Each non-leaf latent at level l (root = level 0) owns a group of ``hid`` units. The groups at
+    level L-1 read their c leaf bits; a group higher up reads the psi-outputs of its c children's
+    groups (c * hid inputs). The output is the root group's pre-activation, (batch, hid); the
+    L2 normalisation of the official code belongs to the loss, so the network stays homogeneous.
+
+    One parameter per level, ``weights.i`` of shape (c^l, hid, fan_in) with l = L-1-i (input to
+    output), applied group-wise with einsum: each parameter enters linearly, so the output is
+    positively homogeneous of degree 1 in it and the connection/operator machinery applies.
+    Inputs have shape (batch, c^L), leaves in level order (children of a node are contiguous).
+    """
+
+    def __init__(self, depth: int, branching: int, hid: int, *, seed: int, negative_slope: float = 0.0,
+                 dtype=torch.float64, device="cpu"):
+        super().__init__()
+        if int(depth) < 1 or int(branching) < 2 or int(hid) < 1:
+            raise BadInput(f"TreeMirrorNet needs depth >= 1, branching >= 2, hid >= 1; "
+                           f"got depth={depth}, branching={branching}, hid={hid}")
+        self.depth, self.branching, self.hid = int(depth), int(branching), int(hid)
+        self.negative_slope = float(negative_slope)
+        g = make_generator(seed)
+        weights = []
+        for level in range(self.depth - 1, -1, -1):
+            fan_in = self.branching * (1 if level == self.depth - 1 else self.hid)
+            weights.append(_he_normal((self.branching ** level, self.hid, fan_in), fan_in, g, dtype, device))
+        self.weights = nn.ParameterList(weights)
+
+    @property
+    def n_leaves(self) -> int:
+        return self.branching ** self.depth
+
+    def layer_names(self) -> list[str]:
+        return [f"weights.{i}" for i in range(len(self.weights))]
+
+    def level_of(self, name: str) -> int:
+        """The tree level whose groups the parameter ``name`` feeds (``weights.i`` -> L-1-i)."""
+        return self.depth - 1 - self.layer_names().index(name)
+
+    def forward_cache(self, x: torch.Tensor, gates: Sequence[torch.Tensor] | None = None):
+        """(pre-activations, gates), both listed by level 0..L-1; pre-activations are (batch, c^l, hid).
+
+        ``gates`` (listed by level, as returned) freezes psi' at the given values; the root has none.
+        """
+        if x.dim() != 2 or x.shape[1] != self.n_leaves:
+            raise BadInput(f"TreeMirrorNet expects inputs of shape (batch, {self.n_leaves}), got {tuple(x.shape)}")
+        pres, used = [None] * self.depth, [None] * self.depth
+        h = x
+        for i, w in enumerate(self.weights):
+            level = self.depth - 1 - i
+            pre = torch.einsum("bgi,goi->bgo", h.reshape(x.shape[0], w.shape[0], w.shape[2]), w)
+            pres[level] = pre
+            if level > 0:
+                d = gates[level] if gates is not None else gate(pre, self.negative_slope)
+                used[level] = d
+                h = d * pre
+        return pres, used
+
+    def pre_activations(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """f~ of every group, listed by level 0..L-1, each (batch, c^l, hid)."""
+        return self.forward_cache(x)[0]
+
+    def gates(self, x: torch.Tensor) -> list:
+        """psi'(f~) by level (None at the root), detached: pass to ``forward`` to freeze gating."""
+        with torch.no_grad():
+            return [None if d is None else d.detach() for d in self.forward_cache(x)[1]]
+
+    def forward(self, x: torch.Tensor, gates: Sequence[torch.Tensor] | None = None) -> torch.Tensor:
+        return self.forward_cache(x, gates)[0][0][:, 0, :]
+
+    def extra_repr(self) -> str:
+        return (f"depth={self.depth}, branching={self.branching}, hid={self.hid}, "
+                f"negative_slope={self.negative_slope}")

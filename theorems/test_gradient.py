@@ -15,7 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reference.checks import check_gradient_shared, check_gradient_two_networks, check_homogeneity
-from reference.networks import BiasFreeConvNet, BiasFreeMLP, make_generator
+from reference.networks import BiasFreeConvNet, BiasFreeMLP, TreeMirrorNet, make_generator
 from theorems.strategies import mlp_widths, relu_or_leaky, seeds
 
 
@@ -55,6 +55,17 @@ def test_gradient_conv_maxpool(channels, n_out, slope, seed, device, repro):
     net = BiasFreeConvNet(2, 8, channels, n_out, seed=seed, negative_slope=slope, device=device)
     x1, x2 = _inputs(seed + 1, 2, (2, 8, 8), device)
     context = repro(arch=f"conv{channels}->maxpool->linear({n_out})", slope=slope, seed=seed)
+    for name in net.layer_names():
+        check_homogeneity(net, x1, name, context=context)
+        check_gradient_shared(net, x1, x2, name, context=context)
+
+
+@given(depth=st.integers(1, 3), branching=st.integers(2, 3), hid=st.integers(1, 4), seed=seeds)
+def test_gradient_hltm_tree_network(depth, branching, hid, seed, device, repro):
+    """The HLTM's tree-mirroring network (THEORY.md §8) is in the class: one weight tensor per level."""
+    net = TreeMirrorNet(depth, branching, hid, seed=seed, device=device)
+    x1, x2 = _inputs(seed + 1, 2, (net.n_leaves,), device)
+    context = repro(arch=f"tree(depth={depth}, c={branching}, hid={hid})", seed=seed)
     for name in net.layer_names():
         check_homogeneity(net, x1, name, context=context)
         check_gradient_shared(net, x1, x2, name, context=context)

@@ -17,7 +17,8 @@ from reference.checks import (check_frozen_gating_power_iteration, check_operato
                               check_sampled_error_rate, check_simp_covariance)
 from reference.compare import assert_identity
 from reference.distributions import augmentation_only_feature, gaussian_augmented, views_as_samples
-from reference.networks import BiasFreeConvNet, BiasFreeMLP
+from reference.hltm import enumerate_leaves, make_hltm
+from reference.networks import BiasFreeConvNet, BiasFreeMLP, TreeMirrorNet
 from reference.operators import expected_loss_neg_gradient, operator_times
 from reference.losses import simple
 from reference.tolerances import tolerance
@@ -63,6 +64,16 @@ def test_simp_covariance_on_conv_net(channels, seed, device, repro):
     data = gaussian_augmented(3, 2, (1, 4, 4), 0.3, seed=seed + 1, device=device)
     for name in net.layer_names():
         check_simp_covariance(net, name, data, context=repro(arch=f"conv{channels}->maxpool->linear(2)", seed=seed))
+
+
+@given(depth=st.integers(1, 2), hid=st.integers(1, 4), seed=seeds)
+def test_simp_covariance_on_hltm_tree_network(depth, hid, seed, device, repro):
+    """On the HLTM itself: the sample is z0 and p_aug(.|z0) is every leaf configuration, enumerated exactly.
+    Depth <= 2 (4 leaves, 16 views per root value): the tuple enumeration grows as (2^leaves)^3."""
+    net = TreeMirrorNet(depth, 2, hid, seed=seed, device=device)
+    data = enumerate_leaves(make_hltm(depth, 2, 0.8, seed=seed + 1)).augmented_data(device=device)
+    for name in net.layer_names():
+        check_simp_covariance(net, name, data, context=repro(arch=f"tree(depth={depth}, c=2, hid={hid})", seed=seed))
 
 
 def test_simp_augmentation_only_feature_gets_no_gradient(seed, device, repro):

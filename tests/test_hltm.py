@@ -1,0 +1,174 @@
+"""Unit tests of reference/hltm.py and TreeMirrorNet (THEORY.md §8): model, enumeration, metric, network."""
+import pytest
+import torch
+from hypothesis import assume, given, strategies as st
+
+from reference import hltm
+from reference.compare import assert_identity
+from reference.losses import simple
+from reference.networks import TreeMirrorNet, check_theorem_class, make_generator
+from reference.operators import expected_loss_neg_gradient, operator_times
+from reference.tolerances import tolerance
+
+TREES = [(1, 2), (2, 2), (3, 2), (2, 3), (1, 4)]   # (depth, branching); all small enough for the brute-force joint
+
+
+def brute_force_leaf_tables(model):
+    """From the brute-force joint: p(x | z0) (2, X) and E[z_node | x] (X, n_nodes), x in all_bit_vectors order."""
+    configs, probs = model.joint_table()
+    leaves = configs[:, -model.n_leaves:].long()
+    code = (leaves * 2 ** torch.arange(model.n_leaves - 1, -1, -1)).sum(1)
+    n_x = 2 ** model.n_leaves
+    joint = torch.zeros(2, n_x, dtype=torch.float64)
+    joint.index_put_((configs[:, 0].long(), code), probs, accumulate=True)
+    p_x = torch.zeros(n_x, dtype=torch.float64).index_add_(0, code, probs)
+    z_and_x = torch.zeros(n_x, model.n_nodes, dtype=torch.float64).index_add_(0, code, probs[:, None] * configs.double())
+    return 2 * joint, z_and_x / p_x[:, None]
+
+
+@pytest.mark.parametrize("depth, branching", TREES)
+def test_transition_probabilities_exact(depth, branching, seed):
+    model = hltm.make_hltm(depth, branching, 0.6, seed=seed)
+    configs, probs = model.joint_table()
+    for l in range(1, depth + 1):
+        child = configs[:, model.node_index(l, 0):model.node_index(l, 0) + model.level_size(l)]
+        parent = configs[:, model.node_index(l - 1, 0):model.node_index(l - 1, 0) + model.level_size(l - 1)]
+        same = (child == parent.repeat_interleave(branching, 1)).double()
+        assert_identity(probs @ same, (1 + model.polarities[l]) / 2, what=f"P(z_child = z_parent), level {l}",
+                        context=f"{model.describe()}, seed={seed}")
+
+
+@pytest.mark.parametrize("check", [hltm.check_transitions, hltm.check_latent_correlation])
+def test_sampled_latents_match_the_model(check, seed):
+    """Transition frequencies and pairwise latent correlations of 100000 sampled trees, within the z threshold."""
+    model = hltm.make_hltm(3, 2, 0.5, seed=seed)
+    check(model, model.sample_latents(100_000, make_generator(seed)), context=f"seed={seed}")
+
+
+@pytest.mark.parametrize("depth, branching", TREES)
+def test_path_product_correlation_exact(depth, branching, seed):
+    model = hltm.make_hltm(depth, branching, 0.3, seed=seed)
+    configs, probs = model.joint_table()
+    s = configs.double() * 2 - 1
+    assert_identity(torch.einsum("s,sa,sb->ab", probs, s, s), model.path_correlations(),
+                    what="E[(2z_a-1)(2z_b-1)] = product of rho on the path", context=f"{model.describe()}, seed={seed}")
+
+
+@given(depth=st.integers(1, 3), branching=st.integers(2, 4), delta_lower=st.floats(0.0, 0.99),
+       tree_seed=st.integers(0, 2 ** 31 - 1))
+def test_belief_propagation_matches_brute_force(depth, branching, delta_lower, tree_seed):
+    """p(x | z0) and E[z | x] by the upward-downward pass against the brute-force joint of all latents."""
+    model = hltm.make_hltm(depth, branching, delta_lower, seed=tree_seed)
+    assume(model.n_nodes <= hltm.MAX_ENUMERATED_NODES)
+    exact = hltm.enumerate_leaves(model)
+    p_given_root, posterior = brute_force_leaf_tables(model)
+    where = f"{model.describe()}, delta_lower={delta_lower}, seed={tree_seed}"
+    assert_identity(exact.p_given_root, p_given_root, what="p(x | z0)", context=where)
+    for l in range(depth):
+        first = model.node_index(l, 0)
+        assert_identity(exact.posterior[l], posterior[:, first:first + model.level_size(l)],
+                        what=f"E[z | x], level {l}", context=where)
+
+
+@pytest.mark.parametrize("depth, branching", [(2, 2), (3, 2)])
+def test_enumeration_matches_sampling(depth, branching, seed):
+    model = hltm.make_hltm(depth, branching, 0.5, seed=seed)
+    hltm.check_enumeration_matches_sampling(model, 100_000, seed=seed + 1, context=f"{model.describe()}, seed={seed}")
+
+
+def test_pairs_share_only_the_positive_root(seed):
+    model = hltm.make_hltm(2, 2, 0.8, seed=seed)
+    n = 20_000
+    *_, roots = model.sample_pairs(n, make_generator(seed))
+    assert bool((roots[:, 0] == roots[:, 1]).all()), "positive pair must share the root"
+    agree = (roots[:, 0] == roots[:, 2]).double().mean()
+    stderr = (0.25 / n) ** 0.5
+    assert abs(float(agree) - 0.5) <= hltm.family_z_threshold(1) * stderr, \
+        f"negative root agrees with the anchor's in {float(agree):.4f} of {n} pairs; independent roots give 1/2"
+    *_, noise_roots = model.sample_pairs(n, make_generator(seed), share_root=False)
+    assert abs(float((noise_roots[:, 0] == noise_roots[:, 1]).double().mean()) - 0.5) <= hltm.family_z_threshold(1) * stderr
+
+
+def test_posterior_mean_attains_the_ceiling(seed):
+    """corr(E[z|x], z) = sqrt(Var E[z|x] / Var z), and no network unit exceeds it (Cauchy-Schwarz)."""
+    model = hltm.make_hltm(3, 2, 0.5, seed=seed)
+    data = hltm.enumerate_leaves(model)
+    net = TreeMirrorNet(3, 2, 6, seed=seed)
+    recovery = hltm.latent_recovery(net, data)
+    for l in range(3):
+        post = data.posterior[l]
+        corr = hltm.unit_correlations(post[:, :, None], post, data.weights)[:, 0]
+        assert_identity(corr, data.ceilings()[l], what=f"corr(E[z|x], z) = ceiling, level {l}", context=f"seed={seed}")
+        excess = float((recovery.correlations[l].abs() - data.ceilings()[l][:, None]).max())
+        assert excess <= tolerance(torch.float64, "exact").atol, \
+            f"a unit beats the Bayes ceiling at level {l} by {excess:.3e} (seed={seed})"
+
+
+def test_selectivity_equals_conditional_mean_difference(seed):
+    """selectivity() (= 4 Cov(f, E[z|x])) against E[f | z=1] - E[f | z=0] from the brute-force joint."""
+    model = hltm.make_hltm(2, 2, 0.5, seed=seed)
+    configs, probs = model.joint_table()
+    net = TreeMirrorNet(2, 2, 3, seed=seed)
+    with torch.no_grad():
+        pres = net.pre_activations(configs[:, -model.n_leaves:].double())
+    data = hltm.enumerate_leaves(model)
+    with torch.no_grad():
+        measured = hltm.selectivity(net.pre_activations(data.x)[1], data.posterior[1], data.weights)
+    for j in range(2):
+        z = configs[:, model.node_index(1, j)]
+        f = pres[1][:, j, :]
+        direct = (probs[z] @ f[z]) / probs[z].sum() - (probs[~z] @ f[~z]) / probs[~z].sum()
+        assert_identity(measured[j], direct, what=f"selectivity of level-1 group {j}", context=f"seed={seed}")
+
+
+def test_sampled_eval_set_ceiling_matches_enumeration(seed):
+    model = hltm.make_hltm(3, 2, 0.5, seed=seed)
+    exact, sampled = hltm.enumerate_leaves(model), hltm.sampled_eval_set(model, 50_000, seed=seed)
+    for l in range(3):
+        # sd of a sampled 2 * sd(E[z|x]) is at most 1/sqrt(n) (values in [0, 1])
+        bound = hltm.family_z_threshold(model.level_size(l)) / 50_000 ** 0.5
+        diff = float((exact.ceilings()[l] - sampled.ceilings()[l]).abs().max())
+        assert diff <= bound, f"sampled ceiling off by {diff:.4f} > {bound:.4f} at level {l} (seed={seed})"
+
+
+@pytest.mark.parametrize("depth, branching, hid", [(1, 2, 3), (3, 2, 4), (2, 3, 2)])
+def test_tree_mirror_net_is_in_the_theorem_class(depth, branching, hid, seed):
+    net = TreeMirrorNet(depth, branching, hid, seed=seed)
+    x = hltm.all_bit_vectors(branching ** depth)
+    check_theorem_class(net, x)
+    assert net(x).shape == (x.shape[0], hid)
+    assert_identity(net(x, net.gates(x)), net(x), what="frozen gates reproduce the forward pass")
+
+
+def test_tree_mirror_net_groups_see_only_their_subtree(seed):
+    """A group's pre-activation depends only on the leaves under its node (the tree structure of §8)."""
+    net = TreeMirrorNet(3, 2, 4, seed=seed)
+    x = hltm.all_bit_vectors(8)
+    jac = torch.autograd.functional.jacobian(lambda v: net.pre_activations(v[None])[1][0], x[5])   # (2, hid, 8)
+    assert bool((jac[0, :, 4:] == 0).all()) and bool((jac[1, :, :4] == 0).all()), "level-1 groups leak across subtrees"
+
+
+def test_exact_gradient_on_hltm_is_twice_the_operator(seed):
+    """Theorem 3 on the HLTM data (z0 = sample, p(x|z0) = augmentation) and TreeMirrorNet, by enumeration."""
+    model = hltm.make_hltm(2, 2, 0.7, seed=seed)
+    net = TreeMirrorNet(2, 2, 3, seed=seed)
+    data = hltm.enumerate_leaves(model).augmented_data()
+    for name in net.layer_names():
+        neg_grad, _ = expected_loss_neg_gradient(net, name, data, simple())
+        assert_identity(neg_grad, 2 * operator_times(net, name, data), what="-dE[L_simp]/dw = 2 OP w",
+                        kind="gradient", context=f"layer {name}, seed={seed}")
+
+
+def test_ensemble_training_equals_single_runs():
+    specs = [hltm.TrainSpec(seed=s, steps=30) for s in (1, 2)]
+    together = hltm.train_many(specs)
+    for spec, run in zip(specs, together):
+        alone = hltm.train(spec)
+        for name, w in alone.net.named_parameters():
+            assert_identity(dict(run.net.named_parameters())[name].detach(), w.detach(), kind="exact",
+                            what=f"ensemble vs single run, {name}", context=spec.describe())
+
+
+def test_training_refuses_mixed_ensembles():
+    with pytest.raises(hltm.BadInput, match="hid"):
+        hltm.train_many([hltm.TrainSpec(hid=10), hltm.TrainSpec(hid=2)])
