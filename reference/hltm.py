@@ -26,6 +26,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from reference.compare import assert_identity
 from reference.distributions import DiscreteAugmentedData
+from reference.runtime import one_intra_op_thread
 from reference.errors import BadInput, IdentityViolation
 from reference.losses import infonce_loss, pair_distance
 from reference.networks import TreeMirrorNet, make_generator
@@ -431,9 +432,7 @@ def train_many(specs: list, progress=None) -> list:
     template = copy.deepcopy(nets[0]).to("meta")
     forward = vmap(lambda p, x: functional_call(template, p, (x,)))
     generators = [make_generator(derive_seed(s.seed, "data")) for s in specs]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)   # tiny tensors: on the shared 2-core machine, 2 threads ran 5-20x slower
-    try:
+    with one_intra_op_thread():
         chunk = 250
         for first in range(0, spec.steps, chunk):
             n_steps = min(chunk, spec.steps - first)
@@ -451,8 +450,6 @@ def train_many(specs: list, progress=None) -> list:
                         p.sub_(spec.lr * grad)                                    # plain SGD
             if progress is not None:
                 progress(n_steps)
-    finally:
-        torch.set_num_threads(threads)
     seconds = time.perf_counter() - start
     results = []
     for i, (s, (model, net, data)) in enumerate(zip(specs, built)):

@@ -13,7 +13,6 @@ figure, the tolerance from ``reference.tolerances`` and the seed.
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -26,6 +25,7 @@ from reference.adapters import (Layout, LossAdapter, LossSubject, NetAdapter, Ne
 from reference.compare import assert_identity, relative_error
 from reference.connection import connection_times, connection_transpose_times
 from reference.distributions import gaussian_augmented
+from reference.runtime import one_intra_op_thread
 from reference.errors import BadInput, IdentityViolation, NotApplicable
 from reference.losses import infonce, infonce_weights, pair_distance, simple
 from reference.networks import check_theorem_class, layer_names, make_generator
@@ -94,22 +94,10 @@ class Verdict:
     message: str
 
 
-@contextlib.contextmanager
-def _one_thread():
-    """The probes' tensors are tiny (n <= 16 points): intra-op threads only add synchronisation, which costs
-    50x on a loaded 2-core machine (measured: 62 ms vs 1.2 ms per 16x16 cholesky backward). Restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _run(prop: str, subject: str, seed: int, body: Callable[[], Verdict], network: str | None = None):
     """Run one check: a verdict, NotApplicable -> not_applicable, any other error -> a failure that says so."""
     try:
-        with _one_thread():
+        with one_intra_op_thread():
             v = body()
     except NotApplicable as err:
         return PropertyResult(prop, subject, "not_applicable", None, None, seed, str(err), network)
