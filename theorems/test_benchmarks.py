@@ -87,9 +87,9 @@ def case(width: int, device_type: str):
     neg_grad, enum = expected_loss_neg_gradient(net, LAYER, data, LOSSES["theorem4"])
     refs = {
         ("theorem3", "structured"): 2 * operator_times(net, LAYER, data),
-        ("theorem3", "dense"): 2 * operator_dense(net, LAYER, data) @ w,
+        ("theorem3", "dense"): 2 * (operator_dense(net, LAYER, data) @ w),
         ("theorem4", "structured"): residue(net, LAYER, data, LOSSES["theorem4"]).theta.detach(),
-        ("theorem4", "dense"): neg_grad - 2 * operator_dense(net, LAYER, data, enum.pair_mass.detach()) @ w,
+        ("theorem4", "dense"): neg_grad - 2 * (operator_dense(net, LAYER, data, enum.pair_mass.detach()) @ w),
         **{(t, "train_step"): expected_loss(net, data, loss).detach() for t, loss in LOSSES.items()},
     }
     return net, data, w, refs
@@ -102,13 +102,13 @@ def target(theorem: str, path: str, net, data, w):
         return lambda n: gradient_step(n, data, loss, STEP_LR)
     if theorem == "theorem3":
         return {"structured": lambda n: 2 * operator_times(n, LAYER, data),
-                "dense": lambda n: 2 * operator_dense(n, LAYER, data) @ w}[path]
+                "dense": lambda n: 2 * (operator_dense(n, LAYER, data) @ w)}[path]
     if path == "structured":
         return lambda n: residue(n, LAYER, data, loss).theta
 
     def dense_theta(n):
         neg_grad, enum = expected_loss_neg_gradient(n, LAYER, data, loss)
-        return neg_grad - 2 * operator_dense(n, LAYER, data, enum.pair_mass.detach()) @ w
+        return neg_grad - 2 * (operator_dense(n, LAYER, data, enum.pair_mass.detach()) @ w)
     return dense_theta
 
 
