@@ -1,4 +1,5 @@
-"""Every HLTM checker can fail: each rejects an injected fault (THEORY.md §8)."""
+"""Every HLTM checker can fail: each rejects an injected fault (THEORY.md §8); the checkers of
+theorems/test_hltm.py and theorems/test_hltm_mechanism.py (amplification, paired comparisons) included."""
 import dataclasses
 
 import pytest

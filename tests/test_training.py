@@ -1,4 +1,5 @@
-"""Unit tests of reference/training.py, and "this checker can fail" tests of ``check_residue_shrinks``."""
+"""Unit tests of reference/training.py, and "this checker can fail" tests of ``check_residue_shrinks``
+(the checker of theorems/test_residue_training.py)."""
 from __future__ import annotations
 
 import dataclasses

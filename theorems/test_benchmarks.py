@@ -95,6 +95,18 @@ def case(width: int, device_type: str):
     return net, data, w, refs
 
 
+def check_against_reference(result, refs, theorem: str, path: str, *, context: str) -> None:
+    """Fast but wrong is no good: a timed result must equal the other path's (structured vs dense), or, for the
+    training step, the exact E[L]."""
+    __tracebackhide__ = True
+    if path == "train_step":
+        assert_identity(torch.as_tensor(result, dtype=torch.float64), refs[(theorem, path)].cpu(),
+                        what="E[L] returned by the training step", context=context)
+    else:
+        other = "dense" if path == "structured" else "structured"
+        assert_identity(result, refs[(theorem, other)], what=f"{path} vs {other}", context=context)
+
+
 def target(theorem: str, path: str, net, data, w):
     """The callable timed for one path; it takes the network (fresh from ``setup``) as its argument."""
     loss = LOSSES[theorem]
@@ -165,12 +177,7 @@ def test_benchmark(benchmark, device, width, theorem, path, repro):
 
     context = repro(width=width, layer=LAYER, loss=LOSSES[theorem], path=path, data_seed=DATA_SEED,
                     net_seed=NET_SEED)
-    if path == "train_step":
-        assert_identity(torch.tensor(result, dtype=torch.float64), refs[(theorem, path)].cpu(),
-                        what="E[L] returned by the training step", context=context)
-    else:
-        other = "dense" if path == "structured" else "structured"
-        assert_identity(result, refs[(theorem, other)], what=f"{path} vs {other} {benchmark.group}", context=context)
+    check_against_reference(result, refs, theorem, path, context=f"{benchmark.group}, {context}")
     op_bytes = w.numel() ** 2 * w.element_size()
     if path == "dense" and memory < op_bytes:
         raise IdentityViolation(f"measured dense peak {memory} B is below OP_l's own {op_bytes} B: the memory "
