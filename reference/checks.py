@@ -14,14 +14,14 @@ import torch
 from torch import nn
 from torch.func import functional_call, jacrev
 
-from reference.compare import assert_identity, relative_error
+from reference.compare import assert_identity
 from reference.connection import connection_dense, connection_transpose_times, _param
-from reference.distributions import DiscreteAugmentedData, enumerate_loss, sample_tuples
+from reference.distributions import DiscreteAugmentedData
 from reference.errors import BadInput, IdentityViolation
 from reference.losses import PairLoss, autograd_weights, pair_distance, simple
-from reference.networks import BiasFreeMLP, check_theorem_class, layer_names, make_generator
-from reference.operators import (expected_loss_neg_gradient, laplacian, operator_dense, operator_times, residue,
-                                 numerical_rank, symmetric_eigenvalues)
+from reference.networks import BiasFreeMLP, check_theorem_class, make_generator
+from reference.operators import (expected_loss_neg_gradient, operator_dense, operator_times, residue, numerical_rank,
+                                 symmetric_eigenvalues)
 from reference.tolerances import Z_SCORE_FALSE_ALARM, tolerance
 
 Connection = Callable[[nn.Module, torch.Tensor, str], torch.Tensor]

@@ -131,23 +131,6 @@ def enumerate_loss(data: DiscreteAugmentedData, outputs: torch.Tensor, loss, n_n
     return EnumeratedLoss(expected, pair_mass)
 
 
-def sample_tuples(data: DiscreteAugmentedData, batch: int, n_negatives: int, generator: torch.Generator):
-    """Draw ``batch`` iid (anchor, positive, negatives) view indices into ``flat_views()``.
-
-    Returns (anchor (B,), positive (B,), negatives (B, H)).
-    """
-    n, m = data.aug_probs.shape
-    cpu = lambda t: t.detach().double().cpu()
-    samples = torch.multinomial(cpu(data.sample_probs), batch, replacement=True, generator=generator)
-    aug = cpu(data.aug_probs)
-    anchor = samples * m + torch.multinomial(aug[samples], 1, generator=generator)[:, 0]
-    positive = samples * m + torch.multinomial(aug[samples], 1, generator=generator)[:, 0]
-    negatives = torch.multinomial(cpu(data.view_probs()), batch * n_negatives, replacement=True,
-                                  generator=generator).reshape(batch, n_negatives)
-    dev = data.views.device
-    return anchor.to(dev), positive.to(dev), negatives.to(dev)
-
-
 def augmentation_only_feature(n_samples: int, dim: int, amplitude: float, *, seed: int, dtype=torch.float64,
                               device="cpu") -> DiscreteAugmentedData:
     """Coordinate 0 varies only under augmentation: every sample has x[0] = 0 and its two equally likely

@@ -11,7 +11,7 @@ from reference import losses
 from reference.compare import assert_identity
 from reference.connection import (connection_autograd, connection_kron, connection_times,
                                   connection_transpose_times, top_down_jacobians)
-from reference.distributions import (DiscreteAugmentedData, enumerate_loss, gaussian_augmented, sample_tuples,
+from reference.distributions import (DiscreteAugmentedData, enumerate_loss, gaussian_augmented,
                                      views_as_samples)
 from reference.errors import BadInput, IdentityViolation, NotApplicable
 from reference.networks import BiasFreeConvNet, BiasFreeMLP, check_theorem_class, make_generator
@@ -232,16 +232,6 @@ def test_enumeration_refuses_bad_shapes_and_sizes():
         enumerate_loss(gaussian_augmented(10, 4, 2, 0.1, seed=0), _x(0, 10, 4, 2), losses.infonce(), n_negatives=5)
     with pytest.raises(BadInput, match="non-finite"):
         enumerate_loss(data, _x(0, 3, 2, 2), lambda rp, rn: rp / 0.0 - rn.sum(-1) / 0.0)
-
-
-def test_sampled_tuples_follow_the_distribution():
-    data = gaussian_augmented(3, 2, 4, 0.1, seed=0)
-    anchor, positive, negatives = sample_tuples(data, 20000, 2, make_generator(5))
-    assert anchor.shape == (20000,) and negatives.shape == (20000, 2)
-    assert torch.equal(anchor // 2, positive // 2), "positive pairs must come from one sample"
-    freq = torch.bincount(negatives.flatten(), minlength=6).double() / negatives.numel()
-    # each view has probability 1/6; binomial standard error sqrt(p(1-p)/40000) = 1.9e-3; 5 sigma
-    assert float((freq - 1 / 6).abs().max()) < 5 * math.sqrt((1 / 6) * (5 / 6) / negatives.numel())
 
 
 # ------------------------------------------------------------------ operators

@@ -15,7 +15,6 @@ monotonicity and 1.5 <= p <= 2.5 (a margin of ~0.3 around the measured range). T
 training is checked in test_residue_training.py.
 """
 import pytest
-import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
