@@ -2,14 +2,15 @@
 from __future__ import annotations
 
 import os
-import zlib
 
 import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
+from dualnet_ssl.seeding import seed_from_text
+
 # Regression-check mode: --ssl-loss / --ssl-model / --ssl-report (docs/REGRESSION.md).
-pytest_plugins = ["theorems.regression_plugin"]
+# Regression-check mode (--ssl-loss ...) is the installed plugin dualnet_ssl.regression.plugin (pytest11 entry point).
 
 # The fixtures given to Hypothesis tests (device, seed, repro) are pure, so sharing them across examples is safe.
 _SUPPRESSED = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
@@ -68,7 +69,7 @@ def device(request) -> torch.device:
 @pytest.fixture
 def seed(request) -> int:
     """A per-test seed from the test id (adler32, stable across runs and machines)."""
-    return zlib.adler32(request.node.nodeid.encode())
+    return seed_from_text(request.node.nodeid)
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from reference.adapters import two_view
+from dualnet_ssl.regression import two_view
 
 
 class NTXent(torch.nn.Module):

@@ -14,15 +14,16 @@ import torch
 from torch import nn
 from torch.func import functional_call, jacrev
 
-from reference.compare import assert_identity
-from reference.connection import connection_dense, connection_transpose_times, _param
-from reference.distributions import DiscreteAugmentedData
-from reference.errors import BadInput, IdentityViolation
-from reference.losses import PairLoss, autograd_weights, pair_distance, simple
-from reference.networks import BiasFreeMLP, check_theorem_class, make_generator
-from reference.operators import (expected_loss_neg_gradient, operator_dense, operator_times, residue, numerical_rank,
+from dualnet_ssl.compare import assert_identity
+from dualnet_ssl.connection import connection_dense, connection_transpose_times, _param
+from dualnet_ssl.distributions import DiscreteAugmentedData
+from dualnet_ssl.errors import BadInput, IdentityViolation
+from dualnet_ssl.losses import PairLoss, autograd_weights, pair_distance, simple
+from dualnet_ssl.networks import BiasFreeMLP, check_theorem_class
+from dualnet_ssl.seeding import make_generator
+from dualnet_ssl.operators import (expected_loss_neg_gradient, operator_dense, operator_times, residue, numerical_rank,
                                  symmetric_eigenvalues)
-from reference.tolerances import Z_SCORE_FALSE_ALARM, tolerance
+from dualnet_ssl.tolerances import Z_SCORE_FALSE_ALARM, tolerance
 
 Connection = Callable[[nn.Module, torch.Tensor, str], torch.Tensor]
 

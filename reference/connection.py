@@ -9,8 +9,8 @@ import torch
 from torch import nn
 from torch.func import jacrev, jvp
 
-from reference.errors import BadInput
-from reference.networks import BiasFreeMLP, output_with_layer
+from dualnet_ssl.errors import BadInput
+from dualnet_ssl.networks import BiasFreeMLP, output_with_layer
 
 
 def _param(net: nn.Module, name: str) -> torch.Tensor:

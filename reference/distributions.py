@@ -11,9 +11,9 @@ from dataclasses import dataclass
 
 import torch
 
-from reference.errors import BadInput
-from reference.losses import autograd_weights, checked_loss_values, pair_distance
-from reference.networks import make_generator
+from dualnet_ssl.errors import BadInput
+from dualnet_ssl.losses import autograd_weights, checked_loss_values, pair_distance
+from dualnet_ssl.seeding import make_generator
 
 MAX_ENUMERATED_TUPLES = 20_000_000
 """Largest number of (anchor, positive, negatives) tuples enumerated at once (memory guard)."""

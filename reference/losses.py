@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-from reference.errors import BadInput
+from dualnet_ssl.errors import BadInput
 
 
 def pair_distance(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:

@@ -13,12 +13,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from reference.errors import BadInput, NotApplicable
-
-
-def make_generator(seed: int) -> torch.Generator:
-    """A local CPU generator: weights are drawn on the CPU so a seed gives the same net on any device."""
-    return torch.Generator(device="cpu").manual_seed(int(seed))
+from dualnet_ssl.errors import BadInput, NotApplicable
+from dualnet_ssl.seeding import make_generator
 
 
 def _he_normal(shape: Sequence[int], fan_in: int, generator: torch.Generator, dtype, device) -> nn.Parameter:
@@ -140,7 +136,7 @@ def check_theorem_class(net: nn.Module, x: torch.Tensor, *, scales=(2.0, 0.5)) -
     numerical Euler test: ``f_L(c W_l) = c f_L(W_l)`` for every layer and c in ``scales``
     (powers of two, so the scaling itself is exact in floating point).
     """
-    from reference.tolerances import tolerance  # local: keeps module import light
+    from dualnet_ssl.tolerances import tolerance  # local: keeps module import light
 
     for mod_name, module in net.named_modules():
         if isinstance(module, _NON_HOMOGENEOUS_MODULES):

@@ -16,10 +16,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from reference.connection import connection_dense, connection_transpose_times, _param
-from reference.distributions import DiscreteAugmentedData, enumerate_loss
-from reference.errors import BadInput
-from reference.tolerances import RANK_RELATIVE_CUTOFF
+from dualnet_ssl.connection import connection_dense, connection_transpose_times, _param
+from dualnet_ssl.distributions import DiscreteAugmentedData, enumerate_loss
+from dualnet_ssl.errors import BadInput
+from dualnet_ssl.tolerances import RANK_RELATIVE_CUTOFF
 
 
 def variance_pair_mass(data: DiscreteAugmentedData) -> torch.Tensor:

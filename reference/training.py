@@ -15,11 +15,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from reference.distributions import DiscreteAugmentedData, enumerate_loss, gaussian_augmented
-from reference.errors import BadInput, IdentityViolation
-from reference.losses import pair_distance
-from reference.networks import BiasFreeMLP, layer_names
-from reference.operators import residue
+from dualnet_ssl.distributions import DiscreteAugmentedData, enumerate_loss, gaussian_augmented
+from dualnet_ssl.errors import BadInput, IdentityViolation
+from dualnet_ssl.losses import pair_distance
+from dualnet_ssl.networks import BiasFreeMLP, layer_names
+from dualnet_ssl.operators import residue
 
 PROTOTYPE_WIDTHS = (8, 16, 16, 6)
 """THEORY.md §7 training setup: an 8-16-16-6 MLP, 6 samples, 4 augmentations, sigma 0.3."""

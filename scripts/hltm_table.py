@@ -20,7 +20,7 @@ import time
 import matplotlib
 import tqdm
 
-from reference import hltm
+from dualnet_ssl import hltm
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend chosen first)

@@ -1,8 +1,8 @@
 """The benchmarks (theorems/test_benchmarks.py) still assert correctness: a wrong timed result is rejected."""
 import pytest
 
-from reference.errors import IdentityViolation
-from reference.operators import operator_times
+from dualnet_ssl.errors import IdentityViolation
+from dualnet_ssl.operators import operator_times
 from theorems.test_benchmarks import LAYER, case, check_against_reference
 
 

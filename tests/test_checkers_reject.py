@@ -5,16 +5,17 @@ import functools
 import pytest
 import torch
 
-from reference import losses
-from reference.checks import (check_balance, check_frozen_gating_power_iteration, check_gradient_shared,
+from dualnet_ssl import losses
+from dualnet_ssl.checks import (check_balance, check_frozen_gating_power_iteration, check_gradient_shared,
                               check_gradient_two_networks, check_homogeneity, check_main_term,
                               check_operator_structure, check_residue_ratio_falls, check_residue_zero,
                               check_sampled_error_rate, check_simp_covariance, per_tuple_gradients)
-from reference.connection import connection_dense, connection_kron
-from reference.distributions import gaussian_augmented, views_as_samples
-from reference.errors import BadInput, IdentityViolation, NotApplicable
-from reference.networks import BiasFreeMLP, make_generator
-from reference.operators import operator_times
+from dualnet_ssl.connection import connection_dense, connection_kron
+from dualnet_ssl.distributions import gaussian_augmented, views_as_samples
+from dualnet_ssl.errors import BadInput, IdentityViolation, NotApplicable
+from dualnet_ssl.networks import BiasFreeMLP
+from dualnet_ssl.seeding import make_generator
+from dualnet_ssl.operators import operator_times
 from tests.nets_outside_class import ResidualMLP, biased_mlp
 
 f64 = torch.float64

@@ -3,12 +3,13 @@ import pytest
 import torch
 from hypothesis import assume, given, strategies as st
 
-from reference import hltm
-from reference.compare import assert_identity
-from reference.losses import simple
-from reference.networks import TreeMirrorNet, check_theorem_class, make_generator
-from reference.operators import expected_loss_neg_gradient, operator_times
-from reference.tolerances import tolerance
+from dualnet_ssl import hltm
+from dualnet_ssl.compare import assert_identity
+from dualnet_ssl.losses import simple
+from dualnet_ssl.networks import TreeMirrorNet, check_theorem_class
+from dualnet_ssl.seeding import make_generator
+from dualnet_ssl.operators import expected_loss_neg_gradient, operator_times
+from dualnet_ssl.tolerances import tolerance
 
 TREES = [(1, 2), (2, 2), (3, 2), (2, 3), (1, 4)]   # (depth, branching); all small enough for the brute-force joint
 

@@ -5,9 +5,10 @@ import dataclasses
 import pytest
 import torch
 
-from reference import hltm
-from reference.errors import IdentityViolation
-from reference.networks import TreeMirrorNet, make_generator
+from dualnet_ssl import hltm
+from dualnet_ssl.errors import IdentityViolation
+from dualnet_ssl.networks import TreeMirrorNet
+from dualnet_ssl.seeding import make_generator
 
 
 def test_recovery_rejects_training_without_a_shared_root():

@@ -7,16 +7,17 @@ import pytest
 import torch
 from torch import nn
 
-from reference import losses
-from reference.compare import assert_identity
-from reference.connection import (connection_autograd, connection_kron, connection_times,
+from dualnet_ssl import losses
+from dualnet_ssl.compare import assert_identity
+from dualnet_ssl.connection import (connection_autograd, connection_kron, connection_times,
                                   connection_transpose_times, top_down_jacobians)
-from reference.distributions import (DiscreteAugmentedData, enumerate_loss, gaussian_augmented,
+from dualnet_ssl.distributions import (DiscreteAugmentedData, enumerate_loss, gaussian_augmented,
                                      views_as_samples)
-from reference.errors import BadInput, IdentityViolation, NotApplicable
-from reference.networks import BiasFreeConvNet, BiasFreeMLP, check_theorem_class, make_generator
-from reference.operators import laplacian, numerical_rank, operator_dense, operator_times, symmetric_eigenvalues
-from reference.tolerances import _TABLE, tolerance
+from dualnet_ssl.errors import BadInput, IdentityViolation, NotApplicable
+from dualnet_ssl.networks import BiasFreeConvNet, BiasFreeMLP, check_theorem_class
+from dualnet_ssl.seeding import make_generator
+from dualnet_ssl.operators import laplacian, numerical_rank, operator_dense, operator_times, symmetric_eigenvalues
+from dualnet_ssl.tolerances import _TABLE, tolerance
 from tests.nets_outside_class import ResidualMLP, batchnorm_mlp, biased_mlp
 
 f64 = torch.float64

@@ -10,8 +10,9 @@ import torch.nn.functional as F
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reference import probing
-from reference.adapters import LossSubject, two_view
+from dualnet_ssl import regression
+from dualnet_ssl.regression import LossSubject, two_view
+from dualnet_ssl.results import CheckResult
 
 POSITIVE_PULL = 0.5
 """Strength of the extra pull on positives (the official code's beta != 0 option, THEORY.md §5)."""
@@ -76,8 +77,8 @@ def mutant(bug: str | None, tau: float) -> LossSubject:
     return LossSubject(f"nt_xent[{bug or 'correct'}](tau={tau:g})", factory, {"temperature": tau})
 
 
-def run_all(subject: LossSubject, seed: int) -> dict[str, probing.PropertyResult]:
-    return {prop: probing.check_loss(subject, prop, seed) for prop in probing.LOSS_PROPERTIES}
+def run_all(subject: LossSubject, seed: int) -> dict[str, CheckResult]:
+    return {prop: regression.check_loss(subject, prop, seed) for prop in regression.LOSS_PROPERTIES}
 
 
 TEMPERATURES = st.sampled_from([0.05, 0.1, 0.2, 0.5])
@@ -88,7 +89,7 @@ SEEDS = st.integers(min_value=0, max_value=2 ** 31 - 1)
 @pytest.mark.parametrize("bug", sorted(MUTATIONS))
 def test_mutant_is_flagged_by_its_property(bug, seed, repro):
     prop = MUTATIONS[bug]
-    result = probing.check_loss(mutant(bug, 0.5), prop, seed)
+    result = regression.check_loss(mutant(bug, 0.5), prop, seed)
     assert result.status == "fail", f"mutation '{bug}' was not flagged by {prop}: {result.summary()}; {repro(bug=bug)}"
     assert result.summary().startswith(f"{prop} FAILED"), f"message does not name {prop}: {result.summary()}"
     assert result.measured is not None and result.tolerance, f"record lacks its figure: {result.record()}"
@@ -96,7 +97,7 @@ def test_mutant_is_flagged_by_its_property(bug, seed, repro):
 
 @given(seed=SEEDS, tau=TEMPERATURES)
 def test_every_mutant_is_flagged_at_any_seed_and_temperature(seed, tau):
-    results = {bug: probing.check_loss(mutant(bug, tau), prop, seed) for bug, prop in MUTATIONS.items()}
+    results = {bug: regression.check_loss(mutant(bug, tau), prop, seed) for bug, prop in MUTATIONS.items()}
     missed = {bug: r.summary() for bug, r in results.items() if r.status != "fail"}
     assert not missed, f"mutants not flagged at seed={seed}, tau={tau}: {missed}"
 

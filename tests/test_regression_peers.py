@@ -9,37 +9,37 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reference import adapters, probing
+from dualnet_ssl import regression
 
 PEERS = {
-    "pml_ntxent_symmetric": ("pytorch_metric_learning", adapters.pml_ntxent, {"symmetric": True}),
-    "pml_ntxent_one_directional": ("pytorch_metric_learning", adapters.pml_ntxent, {"symmetric": False}),
-    "info_nce_two_view": ("info_nce", adapters.info_nce, {}),
-    "info_nce_per_anchor_values": ("info_nce", adapters.info_nce, {"reduction": "none"}),
-    "info_nce_unpaired_negatives": ("info_nce", adapters.info_nce, {"negatives": "unpaired", "reduction": "sum"}),
-    "info_nce_paired_negatives": ("info_nce", adapters.info_nce, {"negatives": "paired", "reduction": "none"}),
-    "lightly_ntxent": ("lightly", adapters.lightly_ntxent, {}),
+    "pml_ntxent_symmetric": ("pytorch_metric_learning", regression.pml_ntxent, {"symmetric": True}),
+    "pml_ntxent_one_directional": ("pytorch_metric_learning", regression.pml_ntxent, {"symmetric": False}),
+    "info_nce_two_view": ("info_nce", regression.info_nce, {}),
+    "info_nce_per_anchor_values": ("info_nce", regression.info_nce, {"reduction": "none"}),
+    "info_nce_unpaired_negatives": ("info_nce", regression.info_nce, {"negatives": "unpaired", "reduction": "sum"}),
+    "info_nce_paired_negatives": ("info_nce", regression.info_nce, {"negatives": "paired", "reduction": "none"}),
+    "lightly_ntxent": ("lightly", regression.lightly_ntxent, {}),
 }
 SEEDS = st.integers(min_value=0, max_value=2 ** 31 - 1)
 TEMPERATURES = st.sampled_from([0.02, 0.07, 0.1, 0.5, 1.0])
 
 
 def require(module: str) -> None:
-    hint = adapters.LIGHTLY_HINT if module == "lightly" else adapters.PEERS_HINT
+    hint = regression.LIGHTLY_HINT if module == "lightly" else regression.PEERS_HINT
     pytest.importorskip(module, reason=f"peer '{module}' is not installed: {hint}")
 
 
-def peer(name: str, temperature: float) -> adapters.LossSubject:
+def peer(name: str, temperature: float) -> regression.LossSubject:
     module, factory, kwargs = PEERS[name]
     require(module)
-    return adapters.LossSubject(factory(temperature=temperature, **kwargs).name, factory,
+    return regression.LossSubject(factory(temperature=temperature, **kwargs).name, factory,
                                 {"temperature": temperature, **kwargs})
 
 
 @pytest.mark.parametrize("name", sorted(PEERS))
 @given(seed=SEEDS, tau=TEMPERATURES)
 def test_correct_peer_passes_every_property(name, seed, tau):
-    results = {prop: probing.check_loss(peer(name, tau), prop, seed) for prop in probing.LOSS_PROPERTIES}
+    results = {prop: regression.check_loss(peer(name, tau), prop, seed) for prop in regression.LOSS_PROPERTIES}
     failed = [r.summary() for r in results.values() if r.status == "fail"]
     assert not failed, f"false alarms on {name} at seed={seed}, tau={tau}: {failed}"
     # the checks that matter ran, rather than passing by being not applicable
@@ -52,8 +52,8 @@ def test_correct_peer_passes_every_property(name, seed, tau):
 @given(seed=SEEDS)
 def test_triplet_margin_loss_is_reported_not_balanced(seed):
     require("pytorch_metric_learning")
-    subject = adapters.builtin_loss(adapters.pml_triplet)
-    results = {prop: probing.check_loss(subject, prop, seed) for prop in probing.LOSS_PROPERTIES}
+    subject = regression.builtin_loss(regression.pml_triplet)
+    results = {prop: regression.check_loss(subject, prop, seed) for prop in regression.LOSS_PROPERTIES}
     balance = results["balance_total"]
     assert balance.status == "fail" and "not balanced" in balance.summary(), (
         f"TripletMarginLoss was not reported as not balanced at seed={seed}: {balance.summary()}")
@@ -65,20 +65,20 @@ def test_triplet_margin_loss_is_reported_not_balanced(seed):
 
 @pytest.mark.parametrize("name", ["pml_ntxent_symmetric", "info_nce_two_view"])
 def test_covariance_form_says_not_applicable_for_normalising_peers(name, seed, repro):
-    net = adapters.NetSubject(adapters.reference_mlp().name, adapters.reference_mlp)
-    result = probing.check_covariance_form(peer(name, 0.1), net, seed)
+    net = regression.NetSubject(regression.reference_mlp().name, regression.reference_mlp)
+    result = regression.check_covariance_form(peer(name, 0.1), net, seed)
     assert result.status == "not_applicable" and "normalises" in result.message, f"{result.summary()}; {repro()}"
 
 
 def test_bare_peer_class_with_command_line_declaration(seed, repro):
     """--ssl-loss info_nce:InfoNCE with --ssl-loss-kwargs and --ssl-loss-declares, no code written."""
     require("info_nce")
-    subject = adapters.load_loss(
+    subject = regression.load_loss(
         "info_nce:InfoNCE", '{"temperature": 0.2, "reduction": "none"}',
         '{"form": "two_view", "symmetric": false, "same_view_negatives": false, "reduction": "none", '
         '"normalises": true, "reference": "infonce", "temperature_kwarg": "temperature"}')
     assert subject.build().temperature == 0.2, f"temperature not taken from the kwargs; {repro()}"
-    results = [probing.check_loss(subject, prop, seed) for prop in probing.LOSS_PROPERTIES]
+    results = [regression.check_loss(subject, prop, seed) for prop in regression.LOSS_PROPERTIES]
     assert all(r.status == "pass" for r in results), [r.summary() for r in results if r.status != "pass"]
 
 
@@ -86,8 +86,8 @@ def test_mismatched_declaration_is_reported(seed, repro):
     """InfoNCE (one-directional, cross-view negatives) declared with SimCLR's layout fails, it does not pass."""
     require("info_nce")
     import info_nce
-    wrong = adapters.LossSubject("InfoNCE declared as SimCLR", lambda temperature: adapters.two_view(
+    wrong = regression.LossSubject("InfoNCE declared as SimCLR", lambda temperature: regression.two_view(
         info_nce.InfoNCE(temperature=temperature), normalises=True, reference="infonce", temperature=temperature),
         {"temperature": 0.1})
-    result = probing.check_loss(wrong, "reference_value", seed)
+    result = regression.check_loss(wrong, "reference_value", seed)
     assert result.status == "fail", f"mis-declared layout passed: {result.summary()}; {repro()}"

@@ -11,28 +11,27 @@ from pathlib import Path
 import pytest
 import torch
 
-from reference import adapters, probing
-from reference.compare import assert_identity
-from reference.errors import BadInput
-from reference.losses import autograd_weights
-from reference.networks import make_generator
+from dualnet_ssl import regression
+from dualnet_ssl.compare import assert_identity
+from dualnet_ssl.errors import BadInput
+from dualnet_ssl.losses import autograd_weights
+from dualnet_ssl.seeding import make_generator
 
 pytest_plugins = ("pytester",)
 
 ROOT = Path(__file__).resolve().parents[1]
-PLUGIN = ("-p", "theorems.regression_plugin")
 
 
-@pytest.mark.parametrize("factory", [adapters.reference_nt_xent, adapters.reference_simple, adapters.reference_triplet])
+@pytest.mark.parametrize("factory", [regression.reference_nt_xent, regression.reference_simple, regression.reference_triplet])
 def test_recovered_weights_equal_autograd_of_the_pair_loss(factory, seed, repro):
     adapter = factory()
-    probe = probing.make_probe(adapter, seed)
-    got = probing.recover_weights(adapter, probe).pairs
+    probe = regression.make_probe(adapter, seed)
+    got = regression.recover_weights(adapter, probe).pairs
     batch = adapter.fn
-    r_pos, r_neg = adapters.anchor_distances(probe.layout, probe.points(), normalise=False)
+    r_pos, r_neg = regression.anchor_distances(probe.layout, probe.points(), normalise=False)
     beta, beta_k = autograd_weights(batch.pair_loss, r_pos, r_neg)
-    scale = batch.scale * adapters.anchor_weight(probe.layout, adapter.reduction)
-    want = probing.assemble_pair_weights(probe.layout, beta, beta_k, scale)
+    scale = batch.scale * regression.anchor_weight(probe.layout, adapter.reduction)
+    want = regression.assemble_pair_weights(probe.layout, beta, beta_k, scale)
     assert_identity(got, want, what=f"probe weights dL/dr of {adapter.name}", kind="gradient", context=repro())
 
 
@@ -46,14 +45,14 @@ def test_gram_gradient_gives_each_pair_its_weight(seed, repro):
     diag = torch.diagonal(gram)
     r = 0.5 * (diag[:, None] + diag[None, :]) - gram
     (grad,) = torch.autograd.grad((c * r).sum(), gram)
-    assert_identity(probing.pair_weights_from_gram_gradient(grad), c + c.T, what="recovered pair weights",
+    assert_identity(regression.pair_weights_from_gram_gradient(grad), c + c.T, what="recovered pair weights",
                     kind="gradient", context=repro(n=n))
 
 
-@pytest.mark.parametrize("spec", ["reference.adapters:reference_nt_xent", "examples.mylosses:make_loss"])
+@pytest.mark.parametrize("spec", ["dualnet_ssl.regression:reference_nt_xent", "examples.mylosses:make_loss"])
 def test_probe_points_have_the_chosen_gram(spec, seed, repro):
-    adapter = adapters.load_loss(spec).build()
-    probe = probing.make_probe(adapter, seed)
+    adapter = regression.load_loss(spec).build()
+    probe = regression.make_probe(adapter, seed)
     z = probe.points()
     assert z.shape == (probe.layout.n_points, probe.dim) and probe.dim >= probe.layout.n_points, repro()
     assert_identity(z @ z.T, probe.gram, what=f"Z Z^T vs G for {adapter.name}", context=repro())
@@ -63,17 +62,17 @@ def test_probe_points_have_the_chosen_gram(spec, seed, repro):
 
 
 def test_layouts_declare_the_pairs_each_convention_uses():
-    one_directional = adapters.LossAdapter(lambda a, b: a.sum(), symmetric=False, same_view_negatives=False)
+    one_directional = regression.LossAdapter(lambda a, b: a.sum(), symmetric=False, same_view_negatives=False)
     #          z0: 0 1 2   z1: 3 4 5      anchors 0..2; positive i <-> 3+i; negatives: other samples' z1
     expected = torch.tensor([[0, 0, 0, 1, -1, -1], [0, 0, 0, -1, 1, -1], [0, 0, 0, -1, -1, 1],
                              [1, -1, -1, 0, 0, 0], [-1, 1, -1, 0, 0, 0], [-1, -1, 1, 0, 0, 0]])
     assert torch.equal(one_directional.layout(3).roles(), expected), one_directional.layout(3).roles()
-    simclr = adapters.reference_simple().layout(3)
+    simclr = regression.reference_simple().layout(3)
     expected = -torch.ones(6, 6, dtype=torch.long)        # every other point is a negative (same view too) ...
     expected.fill_diagonal_(0)                             # ... but a point is no pair with itself ...
     expected[torch.arange(6), (torch.arange(6) + 3) % 6] = 1   # ... and i <-> i + N are the positives
     assert torch.equal(simclr.roles(), expected), simclr.roles()
-    paired = adapters.per_anchor(lambda q, p, n: q.sum(), negative_mode="paired", n_negatives=2).layout(2)
+    paired = regression.per_anchor(lambda q, p, n: q.sum(), negative_mode="paired", n_negatives=2).layout(2)
     assert paired.n_points == 8 and paired.negatives.tolist() == [[4, 5], [6, 7]], paired
     z = torch.arange(16.0).reshape(8, 2)
     query, positive, negatives = paired.split(z)
@@ -93,17 +92,17 @@ def test_layouts_declare_the_pairs_each_convention_uses():
 ])
 def test_loader_refuses_bad_specs_with_the_reason(spec, kwargs, declares, says):
     with pytest.raises(BadInput, match=says):
-        adapters.load_loss(spec, kwargs, declares)
+        regression.load_loss(spec, kwargs, declares)
 
 
 @pytest.mark.parametrize("factory, why", [("make_net_with_bias", "non-zero bias"),
                                           ("make_net_with_batchnorm", "BatchNorm1d"),
                                           ("make_residual_net", "not positively homogeneous")])
 def test_networks_outside_the_class_are_not_applicable(factory, why, seed, repro):
-    net = adapters.load_net(f"examples.mynets:{factory}")
-    loss = adapters.builtin_loss(adapters.reference_nt_xent)
-    results = [probing.check_network(net, prop, seed) for prop in probing.NET_PROPERTIES]
-    results.append(probing.check_covariance_form(loss, net, seed))
+    net = regression.load_net(f"examples.mynets:{factory}")
+    loss = regression.builtin_loss(regression.reference_nt_xent)
+    results = [regression.check_network(net, prop, seed) for prop in regression.NET_PROPERTIES]
+    results.append(regression.check_covariance_form(loss, net, seed))
     for r in results:
         assert r.status == "not_applicable" and why in r.message, f"{r.summary()}; {repro(net=factory)}"
 
@@ -111,48 +110,49 @@ def test_networks_outside_the_class_are_not_applicable(factory, why, seed, repro
 def test_loss_that_raises_or_has_no_gradient_is_reported_not_crashed(seed, repro):
     def broken(z0, z1):
         raise ValueError("expects 128-dimensional embeddings")
-    raising = adapters.LossSubject("raises", lambda: adapters.two_view(broken))
-    result = probing.check_loss(raising, "balance_total", seed)
+    raising = regression.LossSubject("raises", lambda: regression.two_view(broken))
+    result = regression.check_loss(raising, "balance_total", seed)
     assert result.status == "fail" and "ValueError: expects 128" in result.message, f"{result.summary()}; {repro()}"
-    flat = adapters.LossSubject("flat", lambda: adapters.two_view(lambda z0, z1: 0.0 * (z0 - z1).sum()))
-    result = probing.check_loss(flat, "balance_total", seed)
+    flat = regression.LossSubject("flat", lambda: regression.two_view(lambda z0, z1: 0.0 * (z0 - z1).sum()))
+    result = regression.check_loss(flat, "balance_total", seed)
     assert result.status == "not_applicable" and "zero on every pair" in result.message, f"{result.summary()}"
 
 
 def test_covariance_form_catches_an_unbalanced_network_loss_pairing(seed, repro):
     """The covariance check can fail: a loss of |z| (not of pairwise distances) on a bias-free net."""
-    norm_loss = adapters.LossSubject("norm", lambda: adapters.two_view(lambda z0, z1: (z0 ** 2).sum() + z1.sum()))
-    net = adapters.NetSubject(adapters.reference_mlp().name, adapters.reference_mlp)
-    result = probing.check_covariance_form(norm_loss, net, seed)
+    norm_loss = regression.LossSubject("norm", lambda: regression.two_view(lambda z0, z1: (z0 ** 2).sum() + z1.sum()))
+    net = regression.NetSubject(regression.reference_mlp().name, regression.reference_mlp)
+    result = regression.check_covariance_form(norm_loss, net, seed)
     assert result.status == "fail" and result.summary().startswith("covariance_form FAILED"), \
         f"{result.summary()}; {repro()}"
 
 
 def _run(pytester, *args):
-    """theorems/test_regression.py in-process, rooted at this repository (its conftest, fixtures and plugin)."""
-    return pytester.runpytest_inprocess(str(ROOT / "theorems" / "test_regression.py"), *PLUGIN, "--rootdir", str(ROOT),
-                                        "-p", "no:cacheprovider", *args)
+    """The installed plugin (entry point), in-process, in a fresh directory that can import examples/."""
+    pytester.syspathinsert(ROOT)
+    return pytester.runpytest_inprocess("-p", "no:cacheprovider", "-rs", *args)
 
 
 def test_plugin_reports_a_buggy_user_loss(pytester, tmp_path):
     report = tmp_path / "report.json"
-    result = _run(pytester, "--ssl-loss", "examples.mylosses:make_buggy_loss", "--ssl-report", str(report),
-                  "-k", "loss_property")
+    result = _run(pytester, "--ssl-loss", "examples.mylosses:make_buggy_loss", "--ssl-report", str(report))
     assert result.ret == pytest.ExitCode.TESTS_FAILED, result.stdout.str()
     result.stdout.fnmatch_lines(["*balance_total FAILED for examples.mylosses:make_buggy_loss*not balanced*"
-                                 "reproduce: pytest*--ssl-loss examples.mylosses:make_buggy_loss*"])
-    data = json.loads(report.read_text())
-    assert data["format"] == "dualnet-ssl-regression/1" and data["summary"]["fail"] >= 1, data["summary"]
+                                 "reproduce: pytest --ssl-loss examples.mylosses:make_buggy_loss*"])
+    data = json.loads(report.read_text())   # strict JSON (json.loads accepts NaN; the writer forbids it)
+    assert data["format"] == "dualnet-ssl-regression/2" and data["summary"]["fail"] >= 1, data["summary"]
     balance = next(r for r in data["records"] if r["property"] == "balance_total")
     assert balance["status"] == "fail" and balance["measured"] > 0 and "rtol=" in balance["tolerance"], balance
     assert isinstance(balance["seed"], int) and "--ssl-loss" in balance["reproduce"], balance
+    assert {r["network"] for r in data["records"]} <= {None, regression.reference_mlp().name}, \
+        "with only --ssl-loss, no network property of the suite's own network is reported"
 
 
 def test_plugin_says_not_applicable_for_a_network_with_biases(pytester):
-    result = _run(pytester, "--ssl-model", "examples.mynets:make_net_with_bias", "-k", "network_property")
+    result = _run(pytester, "--ssl-model", "examples.mynets:make_net_with_bias")
     assert result.ret == pytest.ExitCode.OK, result.stdout.str()
     result.stdout.fnmatch_lines(["*SKIPPED*not applicable: module '0' (Linear) has a non-zero bias*"])
-    result.assert_outcomes(skipped=len(probing.NET_PROPERTIES))
+    result.assert_outcomes(skipped=len(regression.NET_PROPERTIES))
 
 
 def test_plugin_passes_a_correct_user_loss_and_refuses_a_bad_spec(pytester):
@@ -161,3 +161,28 @@ def test_plugin_passes_a_correct_user_loss_and_refuses_a_bad_spec(pytester):
     bad = _run(pytester, "--ssl-loss", "examples.mylosses:nothing_here")
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
     bad.stderr.fnmatch_lines(["*regression-check mode: 'examples.mylosses' has no attribute 'nothing_here'*"])
+
+
+def test_plugin_is_silent_without_ssl_options_and_runs_alone_with_them(pytester):
+    """Without --ssl-* a user's run is untouched; with them and no paths, only the regression checks run."""
+    pytester.makepyfile(test_users_own="def test_own():\n    assert True\n")
+    plain = _run(pytester)
+    plain.assert_outcomes(passed=1)
+    alone = _run(pytester, "--ssl-loss", "examples.mylosses:make_loss", "-k", "balance_total")
+    alone.assert_outcomes(passed=1)
+    both = _run(pytester, "test_users_own.py", "--ssl-loss", "examples.mylosses:make_loss", "-k", "own or balance_total")
+    both.assert_outcomes(passed=2)
+
+
+def test_a_user_package_named_reference_neither_shadows_nor_is_shadowed(pytester):
+    """The suite installs as dualnet_ssl: a user's own top-level 'reference' package keeps its name.
+
+    A subprocess, so that nothing of this repository is on sys.path: only the installed suite and the user's files."""
+    pytester.mkpydir("reference").joinpath("__init__.py").write_text("USERS = True\n")
+    pytester.mkpydir("userpkg").joinpath("losses.py").write_text(
+        "import reference\n"
+        "assert reference.USERS, 'the suite shadowed the user package reference'\n"
+        "from dualnet_ssl.regression import reference_nt_xent as make_loss\n")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--ssl-loss", "userpkg.losses:make_loss",
+                                           "-k", "balance_total or reference_value")
+    result.assert_outcomes(passed=2)

@@ -9,11 +9,11 @@ main term is then short by the factor H. The exact pair weight sums over the H n
 import pytest
 import torch
 
-from reference import losses
-from reference.compare import relative_error
-from reference.distributions import gaussian_augmented
-from reference.networks import BiasFreeMLP
-from reference.operators import operator_times, residue
+from dualnet_ssl import losses
+from dualnet_ssl.compare import relative_error
+from dualnet_ssl.distributions import gaussian_augmented
+from dualnet_ssl.networks import BiasFreeMLP
+from dualnet_ssl.operators import operator_times, residue
 
 
 @pytest.mark.parametrize("n_negatives", [2, 3])

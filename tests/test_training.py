@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 import torch
 
-from reference.compare import assert_identity
-from reference.distributions import DiscreteAugmentedData, enumerate_loss
-from reference.errors import BadInput, IdentityViolation
-from reference.losses import PairLoss, pair_distance, simple, triplet, triplet_loss
-from reference.networks import make_generator
-from reference.operators import residue
-from reference.tolerances import tolerance
-from reference.training import (PROTOTYPE_LR, PROTOTYPE_STEPS, check_residue_shrinks, expected_loss,
+from dualnet_ssl.compare import assert_identity
+from dualnet_ssl.distributions import DiscreteAugmentedData, enumerate_loss
+from dualnet_ssl.errors import BadInput, IdentityViolation
+from dualnet_ssl.losses import PairLoss, pair_distance, simple, triplet, triplet_loss
+from dualnet_ssl.seeding import make_generator
+from dualnet_ssl.operators import residue
+from dualnet_ssl.tolerances import tolerance
+from dualnet_ssl.training import (PROTOTYPE_LR, PROTOTYPE_STEPS, check_residue_shrinks, expected_loss,
                                 expected_pair_distances, gradient_step, prototype_case, train)
 
 F64 = torch.float64

@@ -12,9 +12,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reference import losses
-from reference.checks import check_balance
-from reference.networks import make_generator
+from dualnet_ssl import losses
+from dualnet_ssl.checks import check_balance
+from dualnet_ssl.seeding import make_generator
 from theorems.strategies import margins, seeds, taus
 
 MAX_SCALED_DISTANCE = 30.0

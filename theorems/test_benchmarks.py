@@ -34,13 +34,13 @@ import torch
 from torch._C._profiler import _EventType
 from torch.profiler import ProfilerActivity, profile
 
-from reference.compare import assert_identity
-from reference.distributions import gaussian_augmented
-from reference.errors import IdentityViolation
-from reference.losses import infonce, simple
-from reference.networks import BiasFreeMLP
-from reference.operators import expected_loss_neg_gradient, operator_dense, operator_times, residue
-from reference.training import expected_loss, gradient_step
+from dualnet_ssl.compare import assert_identity
+from dualnet_ssl.distributions import gaussian_augmented
+from dualnet_ssl.errors import IdentityViolation
+from dualnet_ssl.losses import infonce, simple
+from dualnet_ssl.networks import BiasFreeMLP
+from dualnet_ssl.operators import expected_loss_neg_gradient, operator_dense, operator_times, residue
+from dualnet_ssl.training import expected_loss, gradient_step
 
 WIDTHS = [16, 32, 64, pytest.param(128, marks=pytest.mark.slow)]
 N_OUT, LAYER = 8, "weights.1"

@@ -14,8 +14,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reference.checks import check_gradient_shared, check_gradient_two_networks, check_homogeneity
-from reference.networks import BiasFreeConvNet, BiasFreeMLP, TreeMirrorNet, make_generator
+from dualnet_ssl.checks import check_gradient_shared, check_gradient_two_networks, check_homogeneity
+from dualnet_ssl.networks import BiasFreeConvNet, BiasFreeMLP, TreeMirrorNet
+from dualnet_ssl.seeding import make_generator
 from theorems.strategies import mlp_widths, relu_or_leaky, seeds
 
 

@@ -1,8 +1,8 @@
 """HLTM (THEORY.md §8): the exact covariance operator on the latent tree, and latent recovery by InfoNCE."""
 import pytest
 
-from reference import hltm
-from reference.networks import TreeMirrorNet
+from dualnet_ssl import hltm
+from dualnet_ssl.networks import TreeMirrorNet
 
 EXACT_CASES = [(3, 2, 4), (2, 3, 3)]   # (depth, branching, hid): 8 and 9 leaves, enumerated in full
 

@@ -3,7 +3,7 @@
 The exact form (one frozen-gating step is power iteration on the selectivity) is
 test_hltm.py::test_exact_operator_step_amplifies_selectivity. Here: the trained networks.
 """
-from reference import hltm
+from dualnet_ssl import hltm
 
 
 def test_root_selectivity_share_is_amplified(repro):

@@ -18,10 +18,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reference import losses
-from reference.checks import check_main_term, check_residue_ratio_falls, check_residue_zero, residue_ratio_sweep
-from reference.distributions import gaussian_augmented
-from reference.networks import BiasFreeMLP
+from dualnet_ssl import losses
+from dualnet_ssl.checks import check_main_term, check_residue_ratio_falls, check_residue_zero, residue_ratio_sweep
+from dualnet_ssl.distributions import gaussian_augmented
+from dualnet_ssl.networks import BiasFreeMLP
 from theorems.strategies import relu_or_leaky, seeds, small_mlp_widths, taus
 
 LOSS_CASES = {

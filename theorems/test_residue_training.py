@@ -47,8 +47,8 @@ from __future__ import annotations
 
 import pytest
 
-from reference.losses import infonce, triplet
-from reference.training import (PROTOTYPE_LR, PROTOTYPE_STEPS, PROTOTYPE_WIDTHS, check_residue_shrinks,
+from dualnet_ssl.losses import infonce, triplet
+from dualnet_ssl.training import (PROTOTYPE_LR, PROTOTYPE_STEPS, PROTOTYPE_WIDTHS, check_residue_shrinks,
                                 format_table, prototype_case, train)
 
 DEFAULT_SEEDS = (0, 1, 2)

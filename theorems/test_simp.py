@@ -13,15 +13,15 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reference.checks import (check_frozen_gating_power_iteration, check_operator_structure,
+from dualnet_ssl.checks import (check_frozen_gating_power_iteration, check_operator_structure,
                               check_sampled_error_rate, check_simp_covariance)
-from reference.compare import assert_identity
-from reference.distributions import augmentation_only_feature, gaussian_augmented, views_as_samples
-from reference.hltm import enumerate_leaves, make_hltm
-from reference.networks import BiasFreeConvNet, BiasFreeMLP, TreeMirrorNet
-from reference.operators import expected_loss_neg_gradient, operator_times
-from reference.losses import simple
-from reference.tolerances import tolerance
+from dualnet_ssl.compare import assert_identity
+from dualnet_ssl.distributions import augmentation_only_feature, gaussian_augmented, views_as_samples
+from dualnet_ssl.hltm import enumerate_leaves, make_hltm
+from dualnet_ssl.networks import BiasFreeConvNet, BiasFreeMLP, TreeMirrorNet
+from dualnet_ssl.operators import expected_loss_neg_gradient, operator_times
+from dualnet_ssl.losses import simple
+from dualnet_ssl.tolerances import tolerance
 from theorems.strategies import relu_or_leaky, seeds, small_mlp_widths
 
 sigmas = st.floats(min_value=0.0, max_value=1.0, allow_nan=False, allow_infinity=False)

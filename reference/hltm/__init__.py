@@ -17,32 +17,27 @@ import copy
 import functools
 import math
 import time
-import zlib
 from dataclasses import dataclass, field
 
 import torch
 from scipy.stats import norm, spearmanr
 from torch.func import functional_call, stack_module_state, vmap
 
-from reference.compare import assert_identity
-from reference.distributions import DiscreteAugmentedData
-from reference.runtime import one_intra_op_thread
-from reference.errors import BadInput, IdentityViolation
-from reference.losses import infonce_loss, pair_distance
-from reference.networks import TreeMirrorNet, make_generator
-from reference.operators import mean_connections, numerical_rank, operator_dense, operator_times, symmetric_eigenvalues
-from reference.tolerances import Z_SCORE_FALSE_ALARM, tolerance
+from dualnet_ssl.compare import assert_identity
+from dualnet_ssl.distributions import DiscreteAugmentedData
+from dualnet_ssl.runtime import one_intra_op_thread
+from dualnet_ssl.errors import BadInput, IdentityViolation
+from dualnet_ssl.losses import infonce_loss, pair_distance
+from dualnet_ssl.networks import TreeMirrorNet
+from dualnet_ssl.seeding import derive_seed, make_generator
+from dualnet_ssl.operators import mean_connections, numerical_rank, operator_dense, operator_times, symmetric_eigenvalues
+from dualnet_ssl.tolerances import Z_SCORE_FALSE_ALARM, tolerance
 
 MAX_ENUMERATED_LEAVES = 16
 """Exact enumeration of p(x | z0) over all 2^(c^L) leaf configurations: 2^16 = 65536 rows at most."""
 
 MAX_ENUMERATED_NODES = 20
 """Brute-force joint of all latents (the reference twin of belief propagation): 2^20 rows at most."""
-
-
-def derive_seed(seed: int, purpose: str) -> int:
-    """An independent seed for one purpose (tree, net, data, eval) from a run seed (adler32, stable)."""
-    return zlib.adler32(f"{int(seed)}:{purpose}".encode())
 
 
 # ----------------------------------------------------------------------------------------------
