@@ -60,10 +60,11 @@ def fitting_layout(adapter: LossAdapter, n_points_max: int | None, n_samples: in
                         "smallest batch (2 samples)")
 
 
-def make_probe(adapter: LossAdapter, seed: int, dtype: torch.dtype = torch.float64) -> Probe:
+def make_probe(adapter: LossAdapter, seed: int, dtype: torch.dtype = torch.float64,
+               n_samples: int | None = None) -> Probe:
     """Points with positives nearer each other than negatives, spread over about one temperature; for a loss that
-    normalises, unit rows with cosines around 0."""
-    layout = fitting_layout(adapter, adapter.dim, PROBE_SAMPLES[adapter.form])
+    normalises, unit rows with cosines around 0. ``n_samples`` (default ``PROBE_SAMPLES``) sets the batch size."""
+    layout = fitting_layout(adapter, adapter.dim, n_samples or PROBE_SAMPLES[adapter.form])
     n = layout.n_points
     g = make_generator(seed)
     centres = torch.randn(int(layout.groups.max()) + 1, n, generator=g, dtype=torch.float64)
