@@ -6,11 +6,11 @@ import math
 import torch
 from torch import nn
 
-from dualnet_ssl.losses import infonce
-from dualnet_ssl.regression.declarations import Layout, LossAdapter, PairLossBatch, reduce_anchors
+from dualnet_ssl.regression.declarations import Layout, LossAdapter
 from dualnet_ssl.regression.loading import LossSubject
 from dualnet_ssl.regression.probe import (PROBE_SAMPLES, PairWeights, Probe, fitting_layout, make_probe,
-                                          recover_weights, reference_pair_weights)
+                                          recover_weights)
+from dualnet_ssl.regression.reference_properties import reference_value, reference_weights
 from dualnet_ssl.regression.verdicts import Verdict, compare, run_check, working_dtype
 from dualnet_ssl.errors import BadInput, NotApplicable
 from dualnet_ssl.results import CheckResult
@@ -163,35 +163,6 @@ def _undeclared_pairs(adapter: LossAdapter, probe: Probe) -> Verdict:
     return Verdict(worst <= noise, worst / float(weights.abs().max()), tol, message)
 
 
-def _require_reference(adapter: LossAdapter) -> None:
-    if adapter.reference is None:
-        raise NotApplicable("the adapter declares no reference loss; declare reference='infonce' with its temperature "
-                            "to compare value and weights with L_nce^tau / tau (THEORY.md §4)")
-
-
-def _reference_value(adapter: LossAdapter, probe: Probe) -> Verdict:
-    _require_reference(adapter)
-    z = probe.points()
-    expected = PairLossBatch(infonce(adapter.temperature), adapter, 1.0 / adapter.temperature)
-    want = reduce_anchors(expected.values(probe.layout, z), adapter.reduction)
-    v = compare(adapter.evaluate(z, probe.layout), want, kind="exact",
-                 what=f"loss value vs reference L_nce/tau (tau={adapter.temperature:g}, {adapter.reduction} over "
-                      f"{probe.layout.anchors.numel()} anchors)")
-    hint = ("; a wrong temperature (applied twice?), a sum where mean is declared, or a masking bug changes the "
-            "value")
-    return Verdict(v.ok, v.measured, v.tolerance, v.message + ("" if v.ok else hint))
-
-
-def _reference_weights(adapter: LossAdapter, probe: Probe) -> Verdict:
-    _require_reference(adapter)
-    got = recover_weights(adapter, probe)
-    v = compare(got.pairs, reference_pair_weights(adapter, probe.layout, probe.points()), kind="gradient",
-                 what=f"per-pair weights dL/dr vs reference L_nce/tau (tau={adapter.temperature:g}), pair (i, j)",
-                 also=(got.value,))
-    hint = "; the value may agree while the gradient does not: a detach() or a block-wise normalisation shows here"
-    return Verdict(v.ok, v.measured, v.tolerance, v.message + ("" if v.ok else hint))
-
-
 def _stability_points(adapter: LossAdapter, layout: Layout, dim: int, seed: int) -> dict[str, torch.Tensor]:
     g = make_generator(seed + 3)
     n = layout.n_points
@@ -229,8 +200,8 @@ def check_stability(adapter: LossAdapter, cold: LossAdapter | None, seed: int) -
 _LOSS_CHECKS = {"rotation_invariance": _rotation_invariance, "pairwise_structure": _pairwise_structure,
                 "gradient_symmetry": _gradient_symmetry, "balance_total": _balance_total,
                 "balance_per_anchor": _balance_per_anchor, "weight_signs": _weight_signs,
-                "undeclared_pairs": _undeclared_pairs, "reference_value": _reference_value,
-                "reference_weights": _reference_weights}
+                "undeclared_pairs": _undeclared_pairs, "reference_value": reference_value,
+                "reference_weights": reference_weights}
 
 
 def check_loss(subject: LossSubject, prop: str, seed: int) -> CheckResult:
