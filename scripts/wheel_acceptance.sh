@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Acceptance of the installable plugin: build a wheel, install it (not editable) into a fresh venv, and check a
+# small user package - which has a top-level package named `reference` of its own - with one pytest command.
+# Usage: bash scripts/wheel_acceptance.sh   (from the repository root; CI runs it)
+set -euo pipefail
+repo="$(cd "$(dirname "$0")/.." && pwd)"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+python3 -m pip wheel --quiet --no-deps --wheel-dir "$work/dist" "$repo"
+python3 -m venv "$work/venv"
+# shellcheck disable=SC1091
+source "$work/venv/bin/activate"
+pip install --quiet torch==2.13.0          # the CPU build on disk; the wheel's range admits it
+pip install --quiet "$work"/dist/dualnet_ssl_checks-*.whl "pytest>=7.4"
+
+user="$work/userproj"
+mkdir -p "$user/mylib" "$user/reference"
+echo "WHO = 'the user'" > "$user/reference/__init__.py"
+touch "$user/mylib/__init__.py"
+cat > "$user/mylib/losses.py" <<'PY'
+import torch
+import torch.nn.functional as F
+
+import reference                      # the user's own package, not the suite
+from dualnet_ssl.regression import two_view
+
+assert reference.WHO == "the user", "the installed suite shadows the user's 'reference' package"
+
+
+def nt_xent(z0, z1, temperature):
+    n = z0.shape[0]
+    z = F.normalize(torch.cat([z0, z1]), dim=1)
+    logits = (z @ z.T / temperature).masked_fill(torch.eye(2 * n, dtype=torch.bool), float("-inf"))
+    return F.cross_entropy(logits, torch.cat([torch.arange(n, 2 * n), torch.arange(n)]))
+
+
+def make_loss(temperature=0.5):
+    return two_view(lambda z0, z1: nt_xent(z0, z1, temperature), normalises=True, reference="infonce",
+                    temperature=temperature, temperature_kwarg="temperature")
+
+
+def make_buggy_loss(temperature=0.5):
+    """The classic bug: the self-similarity is left in the softmax."""
+    def loss(z0, z1):
+        n = z0.shape[0]
+        z = F.normalize(torch.cat([z0, z1]), dim=1)
+        return F.cross_entropy(z @ z.T / temperature, torch.cat([torch.arange(n, 2 * n), torch.arange(n)]))
+    return two_view(loss, normalises=True, reference="infonce", temperature=temperature,
+                    temperature_kwarg="temperature")
+PY
+cd "$user"
+python -c "import dualnet_ssl, sys; assert 'site-packages' in dualnet_ssl.__file__, dualnet_ssl.__file__"
+
+# The README's command: check the user's loss and write the JSON report.
+pytest --ssl-loss mylib.losses:make_loss --ssl-loss-kwargs '{"temperature": 0.2}' --ssl-report report.json
+python - <<'PY'
+import json
+def no_constants(name):
+    raise ValueError(f"report.json is not strict JSON: {name}")
+report = json.loads(open("report.json").read(), parse_constant=no_constants)
+assert report["summary"]["fail"] == 0 and report["summary"]["pass"] > 0, report["summary"]
+print("wheel acceptance: correct loss passed,", report["summary"])
+PY
+# The same command on the buggy twin must fail (exit 1), never crash (exit 3) or pass.
+set +e
+pytest --ssl-loss mylib.losses:make_buggy_loss -q -p no:cacheprovider > buggy.log 2>&1
+status=$?
+set -e
+if [ "$status" -ne 1 ]; then
+  cat buggy.log; echo "wheel acceptance: the buggy loss gave exit $status, expected 1 (tests failed)" >&2; exit 1
+fi
+echo "wheel acceptance: buggy loss flagged (exit 1)"
