@@ -79,3 +79,17 @@ def repro(request, device):
         case = ", ".join(f"{k}={v}" for k, v in details.items())
         return f"{case}; reproduce: pytest '{request.node.nodeid}' --device {device.type}"
     return line
+
+
+@pytest.fixture(scope="session")
+def hltm_suite_runs(device):
+    """``runs(hid=10)``: the HLTM default training runs (dualnet_ssl.hltm.suite_runs), trained on ``device``
+    once per session on first use and shared by every test that needs them."""
+    from dualnet_ssl.hltm import suite_runs
+    trained = {}
+
+    def runs(hid: int = 10) -> dict:
+        if hid not in trained:
+            trained[hid] = suite_runs(hid, device=device)
+        return trained[hid]
+    return runs

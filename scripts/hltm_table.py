@@ -1,4 +1,4 @@
-"""HLTM latent recovery over a grid of depth x hid x delta_lower (THEORY.md §8): a markdown table and a PNG.
+"""HLTM latent recovery over a grid of depth x hid x delta_lower (docs/THEORY.md §8): a markdown table and a PNG.
 
 For every cell: mean +- sd over seeds of the per-level metric (mean over a level's latents of the best
 |corr| between the latent and its group's pre-activations), at initialisation and after training, raw and
@@ -7,7 +7,7 @@ as a fraction of the Bayes ceiling sqrt(Var E[z|x] / Var z). Exact by enumeratio
 
 Usage:
     python scripts/hltm_table.py [--depths 3 4 5] [--hids 2 5 10] [--deltas 0.5 0.8 0.9] [--seeds 4]
-                                 [--steps 2000] [--out hltm_table]      # writes hltm_table.md, hltm_table.png
+                                 [--steps 2000] [--device cpu] [--out hltm_table]  # writes hltm_table.md, .png
 Needs matplotlib and tqdm.
 """
 from __future__ import annotations
@@ -45,7 +45,7 @@ def run_grid(args):
             specs = [hltm.TrainSpec(depth=depth, hid=hid, delta_lower=d, steps=args.steps, seed=args.first_seed + s)
                      for d in args.deltas for s in range(args.seeds)]
             start = time.perf_counter()
-            results = hltm.train_many(specs, progress=lambda n, k=len(specs): bar.update(n * k))
+            results = hltm.train_many(specs, progress=lambda n, k=len(specs): bar.update(n * k), device=args.device)
             seconds = time.perf_counter() - start
             for i, d in enumerate(args.deltas):
                 groups[(depth, hid, d)] = (results[i * args.seeds:(i + 1) * args.seeds], seconds / len(specs))
@@ -107,6 +107,7 @@ def main(argv=None):
     parser.add_argument("--seeds", type=int, default=4, help="seeds per cell (default 4)")
     parser.add_argument("--first-seed", type=int, default=0)
     parser.add_argument("--steps", type=int, default=2000)
+    parser.add_argument("--device", default="cpu", help="where the SGD steps run: cpu or cuda (default cpu)")
     parser.add_argument("--out", default="hltm_table", help="output stem: writes OUT.md and OUT.png")
     args = parser.parse_args(argv)
     groups = run_grid(args)

@@ -1,7 +1,9 @@
-"""Unit tests of reference/hltm.py and TreeMirrorNet (THEORY.md §8): model, enumeration, metric, network."""
+"""Unit tests of dualnet_ssl.hltm and TreeMirrorNet (docs/THEORY.md §8): model, enumeration, metric, network.
+
+The exact evidence (belief propagation, wiring, correlations, ceilings vs the brute-force joint) is in
+theorems/test_hltm_model.py."""
 import pytest
 import torch
-from hypothesis import assume, given, strategies as st
 
 from dualnet_ssl import hltm
 from dualnet_ssl.compare import assert_identity
@@ -12,19 +14,6 @@ from dualnet_ssl.operators import expected_loss_neg_gradient, operator_times
 from dualnet_ssl.tolerances import tolerance
 
 TREES = [(1, 2), (2, 2), (3, 2), (2, 3), (1, 4)]   # (depth, branching); all small enough for the brute-force joint
-
-
-def brute_force_leaf_tables(model):
-    """From the brute-force joint: p(x | z0) (2, X) and E[z_node | x] (X, n_nodes), x in all_bit_vectors order."""
-    configs, probs = model.joint_table()
-    leaves = configs[:, -model.n_leaves:].long()
-    code = (leaves * 2 ** torch.arange(model.n_leaves - 1, -1, -1)).sum(1)
-    n_x = 2 ** model.n_leaves
-    joint = torch.zeros(2, n_x, dtype=torch.float64)
-    joint.index_put_((configs[:, 0].long(), code), probs, accumulate=True)
-    p_x = torch.zeros(n_x, dtype=torch.float64).index_add_(0, code, probs)
-    z_and_x = torch.zeros(n_x, model.n_nodes, dtype=torch.float64).index_add_(0, code, probs[:, None] * configs.double())
-    return 2 * joint, z_and_x / p_x[:, None]
 
 
 @pytest.mark.parametrize("depth, branching", TREES)
@@ -53,22 +42,6 @@ def test_path_product_correlation_exact(depth, branching, seed):
     s = configs.double() * 2 - 1
     assert_identity(torch.einsum("s,sa,sb->ab", probs, s, s), model.path_correlations(),
                     what="E[(2z_a-1)(2z_b-1)] = product of rho on the path", context=f"{model.describe()}, seed={seed}")
-
-
-@given(depth=st.integers(1, 3), branching=st.integers(2, 4), delta_lower=st.floats(0.0, 0.99),
-       tree_seed=st.integers(0, 2 ** 31 - 1))
-def test_belief_propagation_matches_brute_force(depth, branching, delta_lower, tree_seed):
-    """p(x | z0) and E[z | x] by the upward-downward pass against the brute-force joint of all latents."""
-    model = hltm.make_hltm(depth, branching, delta_lower, seed=tree_seed)
-    assume(model.n_nodes <= hltm.MAX_ENUMERATED_NODES)
-    exact = hltm.enumerate_leaves(model)
-    p_given_root, posterior = brute_force_leaf_tables(model)
-    where = f"{model.describe()}, delta_lower={delta_lower}, seed={tree_seed}"
-    assert_identity(exact.p_given_root, p_given_root, what="p(x | z0)", context=where)
-    for l in range(depth):
-        first = model.node_index(l, 0)
-        assert_identity(exact.posterior[l], posterior[:, first:first + model.level_size(l)],
-                        what=f"E[z | x], level {l}", context=where)
 
 
 @pytest.mark.parametrize("depth, branching", [(2, 2), (3, 2)])
@@ -141,14 +114,6 @@ def test_tree_mirror_net_is_in_the_theorem_class(depth, branching, hid, seed):
     assert_identity(net(x, net.gates(x)), net(x), what="frozen gates reproduce the forward pass")
 
 
-def test_tree_mirror_net_groups_see_only_their_subtree(seed):
-    """A group's pre-activation depends only on the leaves under its node (the tree structure of §8)."""
-    net = TreeMirrorNet(3, 2, 4, seed=seed)
-    x = hltm.all_bit_vectors(8)
-    jac = torch.autograd.functional.jacobian(lambda v: net.pre_activations(v[None])[1][0], x[5])   # (2, hid, 8)
-    assert bool((jac[0, :, 4:] == 0).all()) and bool((jac[1, :, :4] == 0).all()), "level-1 groups leak across subtrees"
-
-
 def test_exact_gradient_on_hltm_is_twice_the_operator(seed):
     """Theorem 3 on the HLTM data (z0 = sample, p(x|z0) = augmentation) and TreeMirrorNet, by enumeration."""
     model = hltm.make_hltm(2, 2, 0.7, seed=seed)
@@ -173,3 +138,38 @@ def test_ensemble_training_equals_single_runs():
 def test_training_refuses_mixed_ensembles():
     with pytest.raises(hltm.BadInput, match="hid"):
         hltm.train_many([hltm.TrainSpec(hid=10), hltm.TrainSpec(hid=2)])
+
+
+def test_brute_force_eval_set_matches_enumeration(seed):
+    """The two enumerated evaluation sets (belief propagation, brute-force joint) agree: weights, p(x | z0), posteriors."""
+    model = hltm.make_hltm(3, 2, 0.7, seed=seed)
+    bp, joint = hltm.enumerate_leaves(model), hltm.brute_force_eval_set(model)
+    assert_identity(bp.weights, joint.weights, what="p(x)", context=f"seed={seed}")
+    assert_identity(bp.p_given_root, joint.p_given_root, what="p(x | z0)", context=f"seed={seed}")
+    for l in range(3):
+        assert_identity(bp.posterior[l], joint.posterior[l], what=f"E[z | x], level {l}", context=f"seed={seed}")
+
+
+def test_suite_seeds_set_no_threshold():
+    """The default checks' seeds are disjoint from, and not adjacent to, the seeds recorded in the threshold table."""
+    from dualnet_ssl import thresholds
+    recorded = set()
+    for name in dir(thresholds):
+        entry = getattr(thresholds, name)
+        if name.startswith("HLTM_") and isinstance(entry, thresholds.Threshold):
+            for part in entry.seeds.split(","):
+                lo, _, hi = part.strip().partition("-")
+                recorded |= set(range(int(lo), int(hi or lo) + 1))
+    assert recorded, "no HLTM thresholds with seeds found in dualnet_ssl.thresholds"
+    near = {s + d for s in hltm.SUITE_SEEDS for d in (-1, 0, 1)}
+    assert not near & recorded, f"SUITE_SEEDS {hltm.SUITE_SEEDS} touch threshold seeds {sorted(near & recorded)}"
+
+
+@pytest.mark.gpu
+def test_training_on_cuda_matches_cpu():
+    """--device is honoured: 30 float64 SGD steps on CUDA give the CPU weights (same pairs, same init)."""
+    spec = hltm.TrainSpec(seed=3, steps=30, dtype=torch.float64)
+    cpu, cuda = hltm.train(spec), hltm.train(spec, device="cuda")
+    for name, w in cpu.net.named_parameters():
+        assert_identity(dict(cuda.net.named_parameters())[name].detach(), w.detach(), kind="gradient",
+                        what=f"CUDA vs CPU training, {name}", context=spec.describe())

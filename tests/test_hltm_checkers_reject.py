@@ -1,5 +1,5 @@
-"""Every HLTM checker can fail: each rejects an injected fault (THEORY.md §8); the checkers of
-theorems/test_hltm.py and theorems/test_hltm_mechanism.py (amplification, paired comparisons) included."""
+"""Every HLTM checker can fail: each rejects an injected fault (docs/THEORY.md §8); the checkers of
+theorems/test_hltm.py, theorems/test_hltm_model.py and theorems/test_hltm_mechanism.py included."""
 import dataclasses
 
 import pytest
@@ -11,21 +11,21 @@ from dualnet_ssl.networks import TreeMirrorNet
 from dualnet_ssl.seeding import make_generator
 
 
-def test_recovery_rejects_training_without_a_shared_root():
+def test_recovery_rejects_training_without_a_shared_root(hltm_suite_runs):
     """Positives with independent roots are pure noise: the recovery check must fail."""
-    runs = hltm.suite_runs()[(0.8, False)]
+    runs = hltm_suite_runs()[(0.8, False)]
     with pytest.raises(IdentityViolation, match="root-level best"):
         hltm.check_recovery(runs, context=hltm.describe_runs(runs))
 
 
-def test_amplification_rejects_training_without_a_shared_root():
-    runs = hltm.suite_runs()[(0.8, False)]
+def test_amplification_rejects_training_without_a_shared_root(hltm_suite_runs):
+    runs = hltm_suite_runs()[(0.8, False)]
     with pytest.raises(IdentityViolation, match="explained by z0"):
         hltm.check_selectivity_amplified(runs, context=hltm.describe_runs(runs))
 
 
-def test_paired_comparison_rejects_swapped_arms():
-    better, worse = hltm.suite_runs()[(0.9, True)], hltm.suite_runs()[(0.5, True)]
+def test_paired_comparison_rejects_swapped_arms(hltm_suite_runs):
+    better, worse = hltm_suite_runs()[(0.9, True)], hltm_suite_runs()[(0.5, True)]
     with pytest.raises(IdentityViolation, match="mean paired gap"):
         hltm.check_paired_improvement(worse, better, what="swapped", min_raw_gap=hltm.POLARITY_MIN_RAW_GAP,
                                       min_fraction_gap=hltm.POLARITY_MIN_FRACTION_GAP)
@@ -41,12 +41,12 @@ def test_latent_correlation_rejects_shuffled_latents(seed):
         hltm.check_latent_correlation(model, shuffled)
 
 
-def flipped(model: hltm.HLTM, level: int) -> hltm.HLTM:
-    """The model with the polarity of the first edge into ``level`` negated."""
+def flipped(model: hltm.HLTM, level: int, edges=slice(0, 1), factor: float = -1.0) -> hltm.HLTM:
+    """A plain HLTM like ``model`` with the polarities of the given edges into ``level`` times ``factor``."""
     rhos = list(model.polarities)
     rhos[level] = rhos[level].clone()
-    rhos[level][0] = -rhos[level][0]
-    return dataclasses.replace(model, polarities=tuple(rhos))
+    rhos[level][edges] *= factor
+    return hltm.HLTM(model.depth, model.branching, tuple(rhos))
 
 
 def test_transitions_reject_a_wrong_polarity(seed):
@@ -77,8 +77,87 @@ def test_exact_operator_check_rejects_a_network_outside_the_class(seed):
 
 def test_exact_operator_check_rejects_a_wrong_operator_constant(seed, monkeypatch):
     """An operator product off by a constant (the factor 2 of Theorem 3 lost) breaks S' = (I + alpha/2 G) S."""
-    true_times = hltm.operator_times
-    monkeypatch.setattr(hltm, "operator_times", lambda *args, **kw: true_times(*args, **kw) / 2)
+    true_times = hltm.checks.operator_times
+    monkeypatch.setattr(hltm.checks, "operator_times", lambda *args, **kw: true_times(*args, **kw) / 2)
     model = hltm.make_hltm(2, 2, 0.8, seed=seed)
     with pytest.raises(IdentityViolation, match="frozen-gating step"):
         hltm.check_exact_operator(TreeMirrorNet(2, 2, 3, seed=seed), model, alpha=0.1)
+
+
+class WrongDownwardPass(hltm.HLTM):
+    """Belief propagation whose downward messages lose the sign of the first edge into level 1."""
+
+    def upward_downward(self, x):
+        log_lik, posts = super().upward_downward(x)
+        return log_lik, posts[:1] + flipped(self, 1).upward_downward(x)[1][1:]
+
+
+class WrongUpwardPass(hltm.HLTM):
+    """Belief propagation whose upward messages weaken the leaf polarities by 10%."""
+
+    def upward_downward(self, x):
+        _, posts = super().upward_downward(x)
+        return flipped(self, self.depth, slice(None), 0.9).upward_downward(x)[0], posts
+
+
+def buggy(model: hltm.HLTM, kind: type) -> hltm.HLTM:
+    return kind(model.depth, model.branching, model.polarities)
+
+
+@pytest.mark.parametrize("bug, match", [(WrongDownwardPass, "E\\[z \\| x\\] at level 1"),
+                                        (WrongUpwardPass, "p\\(x \\| z0\\), belief propagation")])
+def test_belief_propagation_check_rejects_a_wrong_pass(bug, match, seed):
+    model = hltm.make_hltm(3, 2, 0.7, seed=seed)
+    with pytest.raises(IdentityViolation, match=match):
+        hltm.check_belief_propagation(buggy(model, bug))
+
+
+def test_exact_operator_check_rejects_a_wrong_upward_pass(seed):
+    """The operator built on a wrong p(x | z0) no longer matches Delta from the brute-force joint."""
+    model = buggy(hltm.make_hltm(2, 2, 0.8, seed=seed), WrongUpwardPass)
+    with pytest.raises(IdentityViolation, match="1/4 Delta Delta\\^T"):
+        hltm.check_exact_operator(TreeMirrorNet(2, 2, 3, seed=seed), model, alpha=0.1)
+
+
+class InterleavedTreeNet(TreeMirrorNet):
+    """Groups fed leaves j, j + n/c, ... instead of the contiguous block of their subtree (a reshape-order bug)."""
+
+    def forward_cache(self, x, gates=None):
+        order = torch.arange(self.n_leaves).reshape(self.branching, -1).T.flatten()
+        return super().forward_cache(x[:, order], gates)
+
+
+def test_wiring_check_rejects_interleaved_groups(seed):
+    with pytest.raises(IdentityViolation, match="mis-wired"):
+        hltm.check_tree_wiring(InterleavedTreeNet(3, 2, 4, seed=seed), seed=seed)
+
+
+def test_wiring_check_rejects_a_group_blind_to_one_leaf(seed):
+    """The converse: a group that ignores a leaf of its own subtree."""
+    net = TreeMirrorNet(3, 2, 4, seed=seed)
+    with torch.no_grad():
+        net.weights[0][0, :, 0] = 0                      # level-2 group 0 no longer reads leaf 0
+    with pytest.raises(IdentityViolation, match="level 2 group 0 sees leaves \\[1\\]"):
+        hltm.check_tree_wiring(net, seed=seed)
+
+
+def unweighted_mean_std(values, weights):
+    """The fault of the issue: weighted spread about the UNweighted mean."""
+    w = weights.reshape(-1, *([1] * (values.dim() - 1)))
+    return (w * (values - values.mean(0)) ** 2).sum(0).sqrt()
+
+
+def test_feature_correlation_check_rejects_an_unweighted_mean(seed, monkeypatch):
+    monkeypatch.setattr(hltm.metrics, "weighted_std", unweighted_mean_std)
+    model = hltm.make_hltm(3, 2, 0.8, seed=seed)
+    with pytest.raises(IdentityViolation, match="metric vs brute-force joint"):
+        hltm.check_feature_correlations(TreeMirrorNet(3, 2, 6, seed=seed), model)
+
+
+def test_ceiling_check_rejects_a_wrong_level_below_the_root(seed):
+    """Only the level-1 posteriors are wrong (from a model with weaker level-1 edges): the root's ceiling is right."""
+    model = hltm.make_hltm(3, 2, 0.8, seed=seed)
+    data, other = hltm.enumerate_leaves(model), hltm.enumerate_leaves(flipped(model, 1, slice(None), 0.5))
+    wrong = dataclasses.replace(data, posterior=[data.posterior[0], other.posterior[1], data.posterior[2]])
+    with pytest.raises(IdentityViolation, match="Bayes ceiling at level 1"):
+        hltm.check_ceilings(model, wrong)
