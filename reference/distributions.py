@@ -1,4 +1,4 @@
-"""Exact discrete data x augmentation distributions, and the enumerated expected loss (THEORY.md §6-7).
+"""Exact discrete data x augmentation distributions, and the enumerated expected loss (docs/THEORY.md §6-7).
 
 A distribution holds N samples, each with M augmented views and their probabilities:
 ``p(sample i) = sample_probs[i]``, ``p(view m | sample i) = aug_probs[i, m]``. Positive pairs are two
@@ -13,7 +13,7 @@ import torch
 
 from dualnet_ssl.errors import BadInput
 from dualnet_ssl.losses import autograd_weights, checked_loss_values, pair_distance
-from dualnet_ssl.seeding import make_generator
+from dualnet_ssl.seeding import derive_seed, make_generator
 
 MAX_ENUMERATED_TUPLES = 20_000_000
 """Largest number of (anchor, positive, negatives) tuples enumerated at once (memory guard)."""
@@ -84,6 +84,38 @@ def gaussian_augmented(n_samples: int, n_augmentations: int, input_shape, sigma:
     return DiscreteAugmentedData(views, aug, samples)
 
 
+def random_probabilities(data: DiscreteAugmentedData, *, seed: int, samples: bool = True) -> DiscreteAugmentedData:
+    """The same views with random, non-uniform probabilities (log-normal weights, normalised; seeded).
+
+    Augmentation probabilities always, sample probabilities unless ``samples=False``. With uniform
+    probabilities a wrong weighting (an unweighted mean, uniform pair mass) cancels; here it cannot.
+    """
+    def draw(shape, purpose):
+        g = make_generator(derive_seed(seed, purpose))
+        weights = torch.randn(*shape, generator=g, dtype=torch.float64).exp()
+        return (weights / weights.sum(-1, keepdim=True)).to(dtype=data.aug_probs.dtype, device=data.aug_probs.device)
+
+    aug = draw(data.aug_probs.shape, "augmentation probabilities")
+    sample = draw(data.sample_probs.shape, "sample probabilities") if samples else data.sample_probs
+    return DiscreteAugmentedData(data.views, aug, sample)
+
+
+def view_outputs(net, data: DiscreteAugmentedData) -> torch.Tensor:
+    """f_L of every view, shape (N, M, n_L)."""
+    n, m = data.aug_probs.shape
+    return net(data.flat_views()).reshape(n, m, -1)
+
+
+def view_pair_distances(outputs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """r between views, from outputs (N, M, n_L): (within-sample r[i, a, b] (N, M, M), r[i, a, v] to every
+    flat view v (N, M, N*M))."""
+    n, m = outputs.shape[:2]
+    flat = outputs.reshape(n * m, -1)
+    r_all = pair_distance(flat[:, None, :], flat[None, :, :]).reshape(n, m, n, m)
+    idx = torch.arange(n, device=outputs.device)
+    return r_all[idx, :, idx, :], r_all.reshape(n, m, n * m)
+
+
 @dataclass
 class EnumeratedLoss:
     expected: torch.Tensor          # E[L], differentiable through the outputs
@@ -108,11 +140,7 @@ def enumerate_loss(data: DiscreteAugmentedData, outputs: torch.Tensor, loss, n_n
     if n_tuples > MAX_ENUMERATED_TUPLES:
         raise BadInput(f"enumerating {n_tuples} tuples (N={n}, M={m}, H={n_negatives}) exceeds "
                        f"{MAX_ENUMERATED_TUPLES}; use fewer samples, augmentations or negatives")
-    flat = outputs.reshape(n_views, -1)
-    r_all = pair_distance(flat[:, None, :], flat[None, :, :]).reshape(n, m, n, m)
-    idx = torch.arange(n, device=outputs.device)
-    r_pos = r_all[idx, :, idx, :]                                  # (N, M, M)
-    r_neg_views = r_all.reshape(n, m, n_views)                     # (N, M, V)
+    r_pos, r_neg_views = view_pair_distances(outputs)              # (N, M, M), (N, M, V)
     combos = torch.cartesian_prod(*[torch.arange(n_views, device=outputs.device)] * n_negatives)
     combos = combos.reshape(-1, n_negatives)                       # (C, H)
     r_neg = r_neg_views[:, :, combos]                              # (N, M, C, H)
@@ -134,7 +162,7 @@ def enumerate_loss(data: DiscreteAugmentedData, outputs: torch.Tensor, loss, n_n
 def augmentation_only_feature(n_samples: int, dim: int, amplitude: float, *, seed: int, dtype=torch.float64,
                               device="cpu") -> DiscreteAugmentedData:
     """Coordinate 0 varies only under augmentation: every sample has x[0] = 0 and its two equally likely
-    views are x +- amplitude e_0; the other coordinates vary only across samples (THEORY.md §6)."""
+    views are x +- amplitude e_0; the other coordinates vary only across samples (docs/THEORY.md §6)."""
     base = torch.randn(n_samples, 1, dim, generator=make_generator(seed), dtype=torch.float64)
     base[..., 0] = 0.0
     shift = torch.zeros(1, 2, dim, dtype=torch.float64)

@@ -1,4 +1,4 @@
-"""The three losses of THEORY.md §4 as functions of pair distances, and their closed-form weights (§5).
+"""The three losses of docs/THEORY.md §4 as functions of pair distances, and their closed-form weights (§5).
 
 Convention: ``r_pos`` has shape ``(...)`` and ``r_neg`` shape ``(..., H)``; a loss returns shape ``(...)``.
 Weights: ``beta = dL/dr_+`` and ``beta_k = -dL/dr_k-`` (Theorem 2: beta > 0, beta_k > 0, beta = sum_k beta_k).
@@ -14,7 +14,7 @@ from dualnet_ssl.errors import BadInput
 
 
 def pair_distance(z1: torch.Tensor, z2: torch.Tensor) -> torch.Tensor:
-    """r(x1, x2) = 1/2 ||f_L(x1) - f_L(x2)||^2 over the last dimension (THEORY.md §3)."""
+    """r(x1, x2) = 1/2 ||f_L(x1) - f_L(x2)||^2 over the last dimension (docs/THEORY.md §3)."""
     if z1.shape[-1] != z2.shape[-1]:
         raise BadInput(f"output dimensions differ: {z1.shape[-1]} vs {z2.shape[-1]}")
     return 0.5 * ((z1 - z2) ** 2).sum(-1)

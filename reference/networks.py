@@ -1,4 +1,4 @@
-"""Bias-free layered networks (THEORY.md §1), built from a spec and a seed, and the class check.
+"""Bias-free layered networks (docs/THEORY.md §1), built from a spec and a seed, and the class check.
 
 A network here is any ``nn.Module`` whose *layers* are weight parameters ``W_l`` such that the
 output is positively homogeneous of degree 1 in each ``W_l`` (Euler): ``f_L(c W_l) = c f_L(W_l)``.
@@ -29,7 +29,7 @@ def gate(pre: torch.Tensor, negative_slope: float) -> torch.Tensor:
 
 
 class BiasFreeMLP(nn.Module):
-    """f~_l = W_l f_{l-1}, f_l = psi(f~_l) for l < L, f_L = f~_L (THEORY.md §1).
+    """f~_l = W_l f_{l-1}, f_l = psi(f~_l) for l < L, f_L = f~_L (docs/THEORY.md §1).
 
     ``widths = [n_0, n_1, ..., n_L]``. psi is leaky ReLU with ``negative_slope`` (0 = ReLU),
     written as psi(u) = psi'(u) u so that gating can be frozen by passing ``gates``.
@@ -79,7 +79,7 @@ class BiasFreeMLP(nn.Module):
 
 
 class BiasFreeConvNet(nn.Module):
-    """conv(3x3, bias-free) -> psi -> max-pool(2) -> ... -> flatten -> linear head (THEORY.md §1).
+    """conv(3x3, bias-free) -> psi -> max-pool(2) -> ... -> flatten -> linear head (docs/THEORY.md §1).
 
     Every operation but the weights is positively homogeneous and piecewise linear, so the
     theorems apply. Inputs have shape (batch, in_channels, size, size).
@@ -130,7 +130,7 @@ _NON_HOMOGENEOUS_MODULES = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.Gro
 
 
 def check_theorem_class(net: nn.Module, x: torch.Tensor, *, scales=(2.0, 0.5)) -> None:
-    """Raise ``NotApplicable`` unless ``net`` is in the theorems' class (THEORY.md §1).
+    """Raise ``NotApplicable`` unless ``net`` is in the theorems' class (docs/THEORY.md §1).
 
     Structural screen first (biases, normalisation, dropout, training-mode randomness), then the
     numerical Euler test: ``f_L(c W_l) = c f_L(W_l)`` for every layer and c in ``scales``
@@ -141,11 +141,11 @@ def check_theorem_class(net: nn.Module, x: torch.Tensor, *, scales=(2.0, 0.5)) -
     for mod_name, module in net.named_modules():
         if isinstance(module, _NON_HOMOGENEOUS_MODULES):
             raise NotApplicable(f"module '{mod_name}' is {type(module).__name__}: normalisation/dropout makes the "
-                                "output not positively homogeneous in each layer's weights (THEORY.md §1)")
+                                "output not positively homogeneous in each layer's weights (docs/THEORY.md §1)")
         bias = getattr(module, "bias", None)
         if isinstance(bias, torch.Tensor) and bias.requires_grad and bool((bias != 0).any()):
             raise NotApplicable(f"module '{mod_name}' ({type(module).__name__}) has a non-zero bias: biases break "
-                                "f_L = K_l^T w_l; carry them as a constant-1 input channel instead (THEORY.md §1)")
+                                "f_L = K_l^T w_l; carry them as a constant-1 input channel instead (docs/THEORY.md §1)")
     names = layer_names(net)
     params = dict(net.named_parameters())
     missing = [n for n in names if n not in params]
@@ -166,11 +166,11 @@ def check_theorem_class(net: nn.Module, x: torch.Tensor, *, scales=(2.0, 0.5)) -
                     raise NotApplicable(
                         f"output is not positively homogeneous in layer '{name}': max |f(c W) - c f(W)| = {err:.3e} "
                         f"at c={c} (allowed {allowed:.1e}); the network has a bias, a skip/residual connection or "
-                        f"another non-homogeneous operation, so f_L = K_l^T w_l fails (THEORY.md §1)")
+                        f"another non-homogeneous operation, so f_L = K_l^T w_l fails (docs/THEORY.md §1)")
 
 
 class TreeMirrorNet(nn.Module):
-    """Bias-free network mirroring a complete c-ary tree of depth L (THEORY.md §8).
+    """Bias-free network mirroring a complete c-ary tree of depth L (docs/THEORY.md §8).
 
     Each non-leaf latent at level l (root = level 0) owns a group of ``hid`` units. The groups at
     level L-1 read their c leaf bits; a group higher up reads the psi-outputs of its c children's

@@ -1,4 +1,4 @@
-"""Covariance operators OP_l (THEORY.md §6-7): structured products, dense twins, residue, spectra.
+"""Covariance operators OP_l (docs/THEORY.md §6-7): structured products, dense twins, residue, spectra.
 
 With pair mass A (N x N; A = p p^T for the plain variance) and its symmetric Laplacian
 ``Lap = diag(A_s 1) - A_s``, ``A_s = (A + A^T)/2``:
@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from dualnet_ssl.connection import connection_dense, connection_transpose_times, _param
-from dualnet_ssl.distributions import DiscreteAugmentedData, enumerate_loss
+from dualnet_ssl.distributions import DiscreteAugmentedData, enumerate_loss, view_outputs
 from dualnet_ssl.errors import BadInput
 from dualnet_ssl.tolerances import RANK_RELATIVE_CUTOFF
 
@@ -54,9 +54,9 @@ def operator_times(net: nn.Module, name: str, data: DiscreteAugmentedData, pair_
     """
     mass = variance_pair_mass(data) if pair_mass is None else pair_mass
     w = _param(net, name)
-    views = data.flat_views()
-    out = net(views)
-    per_view = out.detach() if vector is None else connection_transpose_times(net, views, name, vector)
+    out = view_outputs(net, data)
+    per_view = out.detach() if vector is None else connection_transpose_times(
+        net, data.flat_views(), name, vector).reshape(out.shape)
     (grad,) = torch.autograd.grad(out, w, grad_outputs=_operator_cotangent(data, mass, per_view))
     return grad.flatten()
 
@@ -70,7 +70,9 @@ def mean_connections(net: nn.Module, name: str, data: DiscreteAugmentedData) -> 
 
 def operator_dense(net: nn.Module, name: str, data: DiscreteAugmentedData,
                    pair_mass: torch.Tensor | None = None) -> torch.Tensor:
-    """Dense OP_l = sum_ij Lap[i,j] Kbar_i Kbar_j^T, (P, P). The reference twin of ``operator_times``."""
+    """Dense OP_l = sum_ij Lap[i,j] Kbar_i Kbar_j^T, (P, P): the dense twin of ``operator_times`` through the same
+    Laplacian. It is symmetric, PSD (for a non-negative mass) and of rank <= (N-1) n_L *by construction*; the
+    independent twin is ``operator_from_definition``."""
     mass = variance_pair_mass(data) if pair_mass is None else pair_mass
     kbar = mean_connections(net, name, data).detach()                     # (N, P, n_L)
     n, p, n_out = kbar.shape
@@ -78,13 +80,29 @@ def operator_dense(net: nn.Module, name: str, data: DiscreteAugmentedData,
     return mixed @ kbar.permute(1, 0, 2).reshape(p, n * n_out).T          # one P x P allocation
 
 
+def operator_from_definition(net: nn.Module, name: str, data: DiscreteAugmentedData,
+                             pair_mass: torch.Tensor | None = None) -> torch.Tensor:
+    """Dense OP_l from its definition, with closed-form K (``connection_dense``) and no Laplacian, (P, P).
+
+    No mass: V_{x~p}[Kbar] = E[(Kbar - E Kbar)(Kbar - E Kbar)^T] (Theorem 3, docs/THEORY.md §6). A mass A:
+    1/2 sum_ij A_s[i,j] (Kbar_i - Kbar_j)(Kbar_i - Kbar_j)^T (Theorem 4, §7). Small cases only.
+    """
+    n, m = data.aug_probs.shape
+    k = connection_dense(net, data.flat_views(), name).detach()
+    kbar = torch.einsum("im,impo->ipo", data.aug_probs, k.reshape(n, m, *k.shape[1:]))
+    if pair_mass is None:
+        centred = kbar - torch.einsum("i,ipo->po", data.sample_probs, kbar)
+        return torch.einsum("i,ipo,iqo->pq", data.sample_probs, centred, centred)
+    diff = kbar[:, None] - kbar[None, :]                                      # (N, N, P, n_L)
+    weighted = 0.25 * (pair_mass + pair_mass.T)[:, :, None, None] * diff
+    return torch.einsum("ijpo,ijqo->pq", weighted, diff)
+
+
 def expected_loss_neg_gradient(net: nn.Module, name: str, data: DiscreteAugmentedData, loss, n_negatives: int = 1,
                                exclude_self: bool = False):
     """(-dE[L]/dw_l flat, EnumeratedLoss) by autograd through the exact enumeration."""
     w = _param(net, name)
-    n, m = data.aug_probs.shape
-    outputs = net(data.flat_views()).reshape(n, m, -1)
-    enum = enumerate_loss(data, outputs, loss, n_negatives, exclude_self)
+    enum = enumerate_loss(data, view_outputs(net, data), loss, n_negatives, exclude_self)
     (grad,) = torch.autograd.grad(enum.expected, w)
     return -grad.flatten(), enum
 
@@ -111,10 +129,9 @@ def residue(net: nn.Module, name: str, data: DiscreteAugmentedData, loss, n_nega
 
     One forward pass serves both terms: -dE/dw_l and 2 OP_l w_l are two backward passes through it.
     """
-    n, m = data.aug_probs.shape
     w = _param(net, name)
-    out = net(data.flat_views())
-    enum = enumerate_loss(data, out.reshape(n, m, -1), loss, n_negatives, exclude_self)
+    out = view_outputs(net, data)
+    enum = enumerate_loss(data, out, loss, n_negatives, exclude_self)
     (grad,) = torch.autograd.grad(enum.expected, w, retain_graph=True)
     mass = enum.pair_mass.detach()
     (main,) = torch.autograd.grad(out, w, grad_outputs=2 * _operator_cotangent(data, mass, out.detach()))

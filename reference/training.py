@@ -1,11 +1,11 @@
-"""Full-batch gradient descent on the exact expected loss, tracking the Theorem 4 residue (THEORY.md §7).
+"""Full-batch gradient descent on the exact expected loss, tracking the Theorem 4 residue (docs/THEORY.md §7).
 
 At each recorded step, for every layer l: ||theta_l||, ||2 OP_l w_l|| (OP_l weighted by the loss's
 pair mass), ||dE[L]/dw_l||, and the augmentation spread E[r_+] / E[r_-] of the outputs.
 Because -dE[L]/dw_l = 2 OP_l w_l + theta_l, the triangle inequality gives
 ``|ratio - 1| <= ||dE/dw_l|| / ||2 OP_l w_l||``: where the gradient is small next to the main term
 (near a stationary point), the ratio ||theta_l|| / ||2 OP_l w_l|| must be close to 1. The §7 runs measured
-here do not reach that regime (||dE/dw_l|| / ||2 OP_l w_l|| stays 0.27-2.1); see theorems/test_residue_training.py.
+here do not reach that regime; see theorems/test_residue_training.py.
 """
 from __future__ import annotations
 
@@ -15,50 +15,35 @@ import numpy as np
 import torch
 from torch import nn
 
-from dualnet_ssl.distributions import DiscreteAugmentedData, enumerate_loss, gaussian_augmented
+from dualnet_ssl.distributions import (DiscreteAugmentedData, enumerate_loss, gaussian_augmented, view_outputs,
+                                       view_pair_distances)
 from dualnet_ssl.errors import BadInput, IdentityViolation
-from dualnet_ssl.losses import pair_distance
 from dualnet_ssl.networks import BiasFreeMLP, layer_names
 from dualnet_ssl.operators import residue
+from dualnet_ssl.seeding import derive_seed
+from dualnet_ssl.thresholds import RESIDUE_MIN_FINAL_RATIO, RESIDUE_MIN_SPREAD_DROP, RESIDUE_MIN_THETA_DROP
 
 PROTOTYPE_WIDTHS = (8, 16, 16, 6)
-"""THEORY.md §7 training setup: an 8-16-16-6 MLP, 6 samples, 4 augmentations, sigma 0.3."""
+"""docs/THEORY.md §7 training setup: an 8-16-16-6 MLP, 6 samples, 4 augmentations, sigma 0.3."""
 PROTOTYPE_SAMPLES, PROTOTYPE_AUGMENTATIONS, PROTOTYPE_SIGMA = 6, 4, 0.3
 PROTOTYPE_LR, PROTOTYPE_STEPS = 0.3, 300
 """Learning rate and length of the §7 runs. Measured: over 300 steps at seeds 0-2 the exact E[L] fell at every
 step for lr 0.3 and 1.0 (L_tri and L_nce, tau 0.5 and 2), except one rise of 2.5e-6 (L_nce H=2, tau 2, seed 1, lr 0.3)
 at a ReLU kink; lr 3 diverged (non-finite L_nce at tau 2). 0.3 is 10x below divergence."""
 
-# Thresholds of ``check_residue_shrinks``. Measured at PROTOTYPE_LR over 300 steps, seeds 0-4, on L_tri (tau 0.5, 2),
-# L_nce H=2 (tau 0.5, 2), every layer of the 8-16-16-6 MLP; checked on seeds 5-9. See theorems/test_residue_training.py.
-MIN_THETA_DROP = 5.0
-"""||theta_l|| at step 0 over ||theta_l|| at the last step must reach this. Smallest measured: 18.9 on seeds 0-4,
-10.9 on the held-out seeds 5-9."""
-MIN_SPREAD_DROP = 2.0
-"""(E[r_+]/E[r_-]) at step 0 over its last value must reach this. Smallest measured: 3.72 (seeds 0-4), 3.01 (5-9)."""
-MIN_FINAL_RATIO = 0.5
-"""||theta_l|| / ||2 OP_l w_l|| at the last step must reach this: the residue does NOT shrink relative to the main
-term. Measured range at the last step: 1.01-2.39 (seeds 0-4), 0.92-1.66 (seeds 5-9)."""
-
-
 def prototype_case(seed: int, *, widths=PROTOTYPE_WIDTHS, n_samples: int = PROTOTYPE_SAMPLES,
                    n_augmentations: int = PROTOTYPE_AUGMENTATIONS, sigma: float = PROTOTYPE_SIGMA,
                    dtype=torch.float64, device="cpu") -> tuple[BiasFreeMLP, DiscreteAugmentedData]:
-    """(net, data) of the §7 training setup. Data from seed 2*seed, weights from 2*seed + 1 (independent streams)."""
-    data = gaussian_augmented(n_samples, n_augmentations, widths[0], sigma, seed=2 * seed, dtype=dtype, device=device)
-    net = BiasFreeMLP(widths, seed=2 * seed + 1, dtype=dtype, device=device)
+    """(net, data) of the §7 training setup; data and weights from ``derive_seed(seed, "data" / "net")``."""
+    data = gaussian_augmented(n_samples, n_augmentations, widths[0], sigma, seed=derive_seed(seed, "data"),
+                              dtype=dtype, device=device)
+    net = BiasFreeMLP(widths, seed=derive_seed(seed, "net"), dtype=dtype, device=device)
     return net, data
-
-
-def view_outputs(net: nn.Module, data: DiscreteAugmentedData) -> torch.Tensor:
-    """f_L of every view, shape (N, M, n_L)."""
-    n, m = data.aug_probs.shape
-    return net(data.flat_views()).reshape(n, m, -1)
 
 
 def expected_pair_distances(data: DiscreteAugmentedData, outputs: torch.Tensor,
                             exclude_self: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """(E[r_+], E[r_-]) under the distribution of THEORY.md §6; ``outputs`` has shape (N, M, n_L).
+    """(E[r_+], E[r_-]) under the distribution of docs/THEORY.md §6; ``outputs`` has shape (N, M, n_L).
 
     Positive: two views drawn iid from one sample (x1 = x2 can happen). Negative: the anchor view and a
     view of an independently drawn sample (not the anchor's when ``exclude_self``).
@@ -66,10 +51,7 @@ def expected_pair_distances(data: DiscreteAugmentedData, outputs: torch.Tensor,
     n, m = data.aug_probs.shape
     if outputs.dim() != 3 or outputs.shape[:2] != (n, m):
         raise BadInput(f"outputs must have shape ({n}, {m}, n_L), got {tuple(outputs.shape)}")
-    flat = outputs.reshape(n * m, -1)
-    r = pair_distance(flat[:, None, :], flat[None, :, :]).reshape(n, m, n * m)   # (N, M, V)
-    idx = torch.arange(n, device=outputs.device)
-    r_within = r.reshape(n, m, n, m)[idx, :, idx, :]                               # (N, M, M)
+    r_within, r = view_pair_distances(outputs)                                     # (N, M, M), (N, M, V)
     anchor = data.sample_probs[:, None] * data.aug_probs                           # (N, M)
     r_pos = torch.einsum("im,imk,ik->", anchor, r_within, data.aug_probs)
     r_neg = torch.einsum("im,imv,iv->", anchor, r, data.negative_view_probs(exclude_self))
@@ -162,13 +144,15 @@ def format_table(rows: list[tuple[str, Trajectory]], layer: str) -> str:
 
 
 def check_residue_shrinks(traj: Trajectory, context: str = "", *, layers: list[str] | None = None,
-                          min_theta_drop: float = MIN_THETA_DROP, min_spread_drop: float = MIN_SPREAD_DROP,
-                          min_final_ratio: float = MIN_FINAL_RATIO) -> dict[str, float]:
-    """Raise ``IdentityViolation`` unless the run shows what THEORY.md §7 measured; return the measured values.
+                          min_theta_drop: float = RESIDUE_MIN_THETA_DROP.value,
+                          min_spread_drop: float = RESIDUE_MIN_SPREAD_DROP.value,
+                          min_final_ratio: float = RESIDUE_MIN_FINAL_RATIO.value) -> dict[str, float]:
+    """Raise ``IdentityViolation`` unless the run shows what docs/THEORY.md §7 measured; return the measured values.
 
     Per layer: ||theta_l|| falls by ``min_theta_drop``; the final ||theta_l|| / ||2 OP_l w_l|| is at least
     ``min_final_ratio``. For the outputs: E[r_+]/E[r_-] falls by ``min_spread_drop``. Drops compare the first
-    and last recorded steps. ``context`` (seed, architecture, reproduce line) ends every message.
+    and last recorded steps. ``context`` (seed, architecture, reproduce line) ends every message. The default
+    thresholds, with the measurements and seeds that set them, are in ``dualnet_ssl.thresholds``.
     """
     __tracebackhide__ = True
     where = f"Theorem 4 residue during training ({traj.description})"
@@ -204,5 +188,5 @@ def check_residue_shrinks(traj: Trajectory, context: str = "", *, layers: list[s
         if not ratio[-1] >= min_final_ratio:
             raise IdentityViolation(
                 f"{where}: final ||theta|| / ||2 OP w|| of layer {name} is {ratio[-1]:.3g} (step 0: {ratio[0]:.3g}); "
-                f"required >= {min_final_ratio:g}; measured runs end at 0.92-2.39{tail}")
+                f"required >= {min_final_ratio:g} (measured: {RESIDUE_MIN_FINAL_RATIO.measured}){tail}")
     return measured

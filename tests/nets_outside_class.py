@@ -1,4 +1,4 @@
-"""Networks outside the theorems' class (THEORY.md §1), for tests that the suite refuses them clearly."""
+"""Networks outside the theorems' class (docs/THEORY.md §1), for tests that the suite refuses them clearly."""
 import torch
 from torch import nn
 

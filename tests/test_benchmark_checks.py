@@ -1,9 +1,9 @@
 """The benchmarks (theorems/test_benchmarks.py) still assert correctness: a wrong timed result is rejected."""
 import pytest
 
+from dualnet_ssl.benchmarking import LAYER, case, check_against_reference
 from dualnet_ssl.errors import IdentityViolation
 from dualnet_ssl.operators import operator_times
-from theorems.test_benchmarks import LAYER, case, check_against_reference
 
 
 def test_benchmarks_reject_a_structured_product_with_factor_one():

@@ -6,16 +6,17 @@ import pytest
 import torch
 
 from dualnet_ssl import losses
-from dualnet_ssl.checks import (check_balance, check_frozen_gating_power_iteration, check_gradient_shared,
-                              check_gradient_two_networks, check_homogeneity, check_main_term,
-                              check_operator_structure, check_residue_ratio_falls, check_residue_zero,
-                              check_sampled_error_rate, check_simp_covariance, per_tuple_gradients)
+from dualnet_ssl.checks import (assert_psd, check_balance, check_frozen_gating_power_iteration, check_gradient_shared,
+                                check_gradient_two_networks, check_homogeneity, check_main_term,
+                                check_operator_structure, check_residue_falls_with_augmentation, check_residue_zero,
+                                check_simp_covariance)
 from dualnet_ssl.connection import connection_dense, connection_kron
-from dualnet_ssl.distributions import gaussian_augmented, views_as_samples
+from dualnet_ssl.distributions import gaussian_augmented, random_probabilities, views_as_samples
 from dualnet_ssl.errors import BadInput, IdentityViolation, NotApplicable
-from dualnet_ssl.networks import BiasFreeMLP
+from dualnet_ssl.networks import BiasFreeConvNet, BiasFreeMLP
+from dualnet_ssl.operators import mean_connections, operator_from_definition, operator_times
+from dualnet_ssl.sampled import check_sampled_error_rate, iid_batch_counts, per_tuple_gradients
 from dualnet_ssl.seeding import make_generator
-from dualnet_ssl.operators import operator_times
 from tests.nets_outside_class import ResidualMLP, biased_mlp
 
 f64 = torch.float64
@@ -28,7 +29,8 @@ def mlp():
 
 @pytest.fixture
 def data():
-    return gaussian_augmented(5, 3, 6, 0.3, seed=2)
+    """Random, non-uniform probabilities: a weighting error cannot cancel."""
+    return random_probabilities(gaussian_augmented(5, 3, 6, 0.3, seed=2), seed=3)
 
 
 def _pair(seed, dim=6, batch=3):
@@ -62,6 +64,21 @@ def test_gradient_check_rejects_a_broken_gradient(mlp):
     halved = lambda net, x, name: 0.5 * connection_dense(net, x, name)
     with pytest.raises(IdentityViolation, match=r"dr/dw_l \(autograd\) vs \(K1-K2\)\(K1-K2\)\^T w_l"):
         check_gradient_shared(mlp, x1, x2, "weights.2", connection=halved)
+
+
+def test_gradient_check_rejects_a_conv_connection_with_a_flipped_kernel():
+    """The conv net's closed-form K is independent of autograd: im2col with the kernel flipped (convolution instead
+    of PyTorch's cross-correlation) is rejected."""
+    net = BiasFreeConvNet(2, 8, [3], 2, seed=0)
+    x = torch.randn(2, 2, 8, 8, generator=make_generator(4), dtype=f64)
+
+    def flipped(n, xs, name):
+        k = connection_dense(n, xs, name)
+        return k.reshape(2, 3, 2, 3, 3, 2).flip(3, 4).reshape(k.shape)
+    with pytest.raises(IdentityViolation, match=r"homogeneity f_L = K_l\^T w_l, layer convs.0"):
+        check_homogeneity(net, x, "convs.0", connection=flipped)
+    with pytest.raises(IdentityViolation, match="Theorem 1, shared weights, layer convs.0"):
+        check_gradient_shared(net, x, x.flip(0), "convs.0", connection=flipped)
 
 
 def test_gradient_check_on_biased_network_is_not_applicable_and_the_identity_really_fails():
@@ -130,10 +147,57 @@ def test_simp_check_rejects_total_variance_instead_of_variance_of_means(mlp, dat
         check_simp_covariance(mlp, "weights.1", data, operator=total_variance)
 
 
+def test_simp_check_rejects_uniform_sample_weights(mlp, data):
+    """V[Kbar] with uniform sample weights equals the right one on uniform data only; on random data it fails."""
+    def uniform_weights(net, name, d):
+        n = d.n_samples
+        return operator_times(net, name, d, torch.full((n, n), 1.0 / n ** 2, dtype=f64))
+    with pytest.raises(IdentityViolation, match="Theorem 3"):
+        check_simp_covariance(mlp, "weights.1", data, operator=uniform_weights)
+
+
 def test_simp_operator_structure_rejects_negative_pair_weights(mlp, data):
     repulsive = -torch.ones(5, 5, dtype=f64)
     with pytest.raises(IdentityViolation, match="not PSD"):
         check_operator_structure(mlp, "weights.1", data, repulsive)
+
+
+def _second_moment(net, name, data, pair_mass=None):
+    """E[Kbar Kbar^T], not centred: PSD and symmetric, but of rank N n_L."""
+    kbar = mean_connections(net, name, data).detach()
+    return torch.einsum("i,ipo,iqo->pq", data.sample_probs, kbar, kbar)
+
+
+def test_simp_operator_structure_rejects_an_operator_of_too_high_rank(data):
+    net = BiasFreeMLP([6, 5, 4, 3], seed=1, negative_slope=1.0)       # linear: the bound is attained
+    with pytest.raises(IdentityViolation, match=r"rank\(OP_l\) = 15 exceeds \(N-1\) n_L = 12"):
+        check_operator_structure(net, "weights.0", data, definition=_second_moment)
+
+
+def test_simp_operator_structure_rejects_an_operator_centred_on_the_unweighted_mean(mlp, data):
+    def unweighted_centre(net, name, d, pair_mass=None):
+        kbar = mean_connections(net, name, d).detach()
+        centred = kbar - kbar.mean(0)
+        return torch.einsum("i,ipo,iqo->pq", d.sample_probs, centred, centred)
+    with pytest.raises(IdentityViolation, match="structured OP_l w vs OP_l w from the definition"):
+        check_operator_structure(mlp, "weights.1", data, definition=unweighted_centre)
+
+
+def test_simp_operator_structure_rejects_a_structured_product_with_uniform_augmentation_weights(mlp, data):
+    """The structured product is checked against the definition on non-uniform augmentation probabilities."""
+    wrong = operator_from_definition(mlp, "weights.1", type(data)(data.views, torch.full_like(data.aug_probs, 1 / 3),
+                                                                  data.sample_probs))
+    with pytest.raises(IdentityViolation, match="structured OP_l w vs OP_l w from the definition"):
+        check_operator_structure(mlp, "weights.1", data, definition=lambda *args: wrong)
+
+
+def test_psd_helper_rejects_a_small_negative_eigenvalue_and_accepts_rounding():
+    q = torch.linalg.qr(torch.randn(6, 6, generator=make_generator(0), dtype=f64)).Q
+    eig = torch.tensor([-1e-7, 0.0, 0.5, 1.0, 2.0, 3.0], dtype=f64)
+    with pytest.raises(IdentityViolation, match="M is not PSD.*smallest eigenvalue -1.0"):
+        assert_psd(q @ torch.diag(eig) @ q.T, what="M")
+    eig[0] = -1e-13
+    assert float(assert_psd(q @ torch.diag(eig) @ q.T, what="M").min()) < 0
 
 
 def test_simp_frozen_gating_rejects_factor_one(mlp, data):
@@ -141,12 +205,68 @@ def test_simp_frozen_gating_rejects_factor_one(mlp, data):
         check_frozen_gating_power_iteration(mlp, "weights.1", data, alpha=0.05, steps=2, factor=1.0)
 
 
-def test_simp_sampled_error_rate_rejects_a_biased_estimator(mlp, data):
-    """Negatives down-weighted by 10%: batches converge to the wrong gradient, and large B exposes it."""
+@pytest.fixture(scope="module")
+def sampled_case():
+    """The sampled-batch case of theorems/test_simp.py at a fixed seed."""
+    net = BiasFreeMLP([8, 16, 8], seed=7)
+    return net, random_probabilities(gaussian_augmented(6, 2, 8, 0.3, seed=8), seed=9)
+
+
+def _sampled(case, **kwargs):
+    net, data = case
+    return check_sampled_error_rate(net, "weights.0", data, **kwargs)
+
+
+def test_simp_sampled_error_rate_rejects_a_biased_estimator(sampled_case):
+    """Negatives down-weighted by 10%: the mean of the tuple gradients is not the Theorem 3 gradient."""
     biased = lambda rp, rn: rp - 0.9 * rn[..., 0]
-    with pytest.raises(IdentityViolation, match=r"tr\(Sigma\).*B=\d+"):
-        check_sampled_error_rate(mlp, "weights.1", data, batch_sizes=(4, 64, 1024), n_batches=400, seed=0,
+    with pytest.raises(IdentityViolation, match=r"E\[per-tuple gradient\].*vs -2 V\[Kbar_l\] w_l"):
+        _sampled(sampled_case, batch_sizes=(8,), n_batches=10, seed=0,
                                  per_tuple=functools.partial(per_tuple_gradients, loss=biased))
+
+
+def test_simp_sampled_error_rate_rejects_uniform_tuple_weights(sampled_case):
+    def uniform(net, name, d):
+        grads, probs = per_tuple_gradients(net, name, d)
+        return grads, torch.full_like(probs, 1.0 / probs.numel())
+    with pytest.raises(IdentityViolation, match=r"E\[per-tuple gradient\]"):
+        _sampled(sampled_case, batch_sizes=(8,), n_batches=10, seed=0, per_tuple=uniform)
+
+
+def _shrunken_batches(probs, batch, n_batches, generator):
+    """Each batch averages 5% fewer tuples than it claims: E[B ||g_B - g||^2] = 1.05 tr(Sigma), a 5% trace error."""
+    small = round(batch / 1.05)
+    return iid_batch_counts(probs, small, n_batches, generator) * (batch / small)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_simp_sampled_error_rate_detects_a_five_percent_trace_error(sampled_case, seed):
+    kwargs = dict(batch_sizes=(8, 32, 128), n_batches=8000, seed=seed)
+    result = _sampled(sampled_case, **kwargs)
+    assert result["power_at_5pct"] > 0.99
+    with pytest.raises(IdentityViolation, match=r"= 1\.0[3-7]\d\d \+- 0\.00\d\d \(pooled over B\)"):
+        _sampled(sampled_case, sampler=_shrunken_batches, **kwargs)
+
+
+def test_simp_sampled_error_rate_rejects_sampling_without_replacement(sampled_case):
+    def without_replacement(probs, batch, n_batches, generator):
+        picks = torch.multinomial(probs.expand(n_batches, -1), batch, replacement=False, generator=generator)
+        return torch.zeros(n_batches, probs.numel(), dtype=f64).scatter_(1, picks, 1.0)
+    with pytest.raises(IdentityViolation, match="standard errors"):
+        _sampled(sampled_case, batch_sizes=(8, 32, 128), n_batches=8000, seed=0,
+                                 sampler=without_replacement)
+
+
+def test_simp_sampled_error_rate_refuses_to_run_underpowered(sampled_case):
+    with pytest.raises(BadInput, match="underpowered: power 0.\\d+ against a 5% error"):
+        _sampled(sampled_case, batch_sizes=(8, 32), n_batches=50, seed=0)
+
+
+def test_simp_sampled_error_rate_rejects_a_trace_centred_on_the_unweighted_mean(sampled_case):
+    """tr(Sigma) is checked against E||g_c||^2 - ||g||^2 (g from the structured operator)."""
+    unweighted = lambda grads, probs: probs @ ((grads - grads.mean(0)) ** 2).sum(1)
+    with pytest.raises(IdentityViolation, match=r"tr\(Sigma\) = E\|\|g_c - g\|\|\^2 vs"):
+        _sampled(sampled_case, batch_sizes=(8,), n_batches=10, seed=0, trace=unweighted)
 
 
 # ------------------------------------------------------------------ Theorem 4 (residue)
@@ -164,11 +284,13 @@ def test_residue_main_term_rejects_a_loss_whose_negatives_attract(mlp, data):
         check_main_term(mlp, "weights.1", data, attract)
 
 
-def test_residue_ratio_check_rejects_non_monotone_and_wrong_exponent():
+def test_residue_augmentation_check_rejects_non_monotone_and_a_linear_residue():
     with pytest.raises(IdentityViolation, match="does not fall"):
-        check_residue_ratio_falls({"sigmas": [0.1, 0.3], "ratios": [0.5, 0.2], "exponent": -0.8}, (1.5, 2.5))
-    with pytest.raises(IdentityViolation, match="exponent 1.00"):
-        check_residue_ratio_falls({"sigmas": [0.1, 0.3], "ratios": [0.1, 0.3], "exponent": 1.0}, (1.5, 2.5))
+        check_residue_falls_with_augmentation({"sigmas": [0.1, 0.3], "theta_norms": [0.5, 0.2],
+                                               "theta_exponent": -0.8}, 1.3)
+    with pytest.raises(IdentityViolation, match="exponent 1.00 .* below the measured lower bound 1.3"):
+        check_residue_falls_with_augmentation({"sigmas": [0.1, 0.3], "theta_norms": [0.1, 0.3],
+                                               "theta_exponent": 1.0}, 1.3)
 
 
 def test_residue_check_refuses_a_nan_loss_clearly(mlp, data):

@@ -9,14 +9,15 @@ from torch import nn
 
 from dualnet_ssl import losses
 from dualnet_ssl.compare import assert_identity
-from dualnet_ssl.connection import (connection_autograd, connection_kron, connection_times,
-                                  connection_transpose_times, top_down_jacobians)
+from dualnet_ssl.connection import (connection_autograd, connection_conv, connection_kron, connection_times,
+                                    connection_transpose_times, top_down_jacobians)
 from dualnet_ssl.distributions import (DiscreteAugmentedData, enumerate_loss, gaussian_augmented,
-                                     views_as_samples)
+                                       random_probabilities, views_as_samples)
 from dualnet_ssl.errors import BadInput, IdentityViolation, NotApplicable
 from dualnet_ssl.networks import BiasFreeConvNet, BiasFreeMLP, check_theorem_class
 from dualnet_ssl.seeding import make_generator
-from dualnet_ssl.operators import laplacian, numerical_rank, operator_dense, operator_times, symmetric_eigenvalues
+from dualnet_ssl.operators import (laplacian, numerical_rank, operator_dense, operator_from_definition, operator_times,
+                                   symmetric_eigenvalues, variance_pair_mass)
 from dualnet_ssl.tolerances import _TABLE, tolerance
 from tests.nets_outside_class import ResidualMLP, batchnorm_mlp, biased_mlp
 
@@ -86,6 +87,18 @@ def test_kron_connection_equals_autograd_jacobian(slope):
         assert_identity(dense, connection_autograd(net, x, name), what=f"kron K vs autograd K, {name}")
 
 
+@pytest.mark.parametrize("channels, size, slope", [([2], 8, 0.0), ([3, 2], 8, 0.2), ([1, 2], 5, 0.0), ([2], 4, 1.0)])
+def test_conv_closed_form_connection_equals_autograd_jacobian(channels, size, slope):
+    """im2col patches kron J^T, with J from a hand-written backward pass (max-unpooling, gates, transposed
+    convolutions), equals autograd's Jacobian: odd sizes (floor pooling), leaky and linear gates included."""
+    net = BiasFreeConvNet(2, size, channels, 3, seed=1, negative_slope=slope)
+    x = _x(2, 3, 2, size, size)
+    for name in net.layer_names():
+        dense = connection_conv(net, x, name)
+        assert dense.shape == (3, dict(net.named_parameters())[name].numel(), 3)
+        assert_identity(dense, connection_autograd(net, x, name), what=f"closed-form conv K vs autograd K, {name}")
+
+
 def test_top_down_jacobian_is_autograd_jacobian_of_output():
     net = BiasFreeMLP([4, 6, 5, 3], seed=5)
     x = _x(6, 2, 4)
@@ -135,7 +148,7 @@ def test_losses_against_hand_computed_values():
 
 
 def test_infonce_on_unit_vectors_is_tau_times_nt_xent():
-    """THEORY.md §4: for unit-norm outputs r = 1 - cos, so NT-Xent(tau) = L_nce^tau / tau."""
+    """docs/THEORY.md §4: for unit-norm outputs r = 1 - cos, so NT-Xent(tau) = L_nce^tau / tau."""
     z = torch.nn.functional.normalize(_x(1, 4, 6), dim=1)
     anchor, positive, negatives = z[0], z[1], z[2:]
     tau = 0.3
@@ -186,6 +199,19 @@ def test_gaussian_augmented_distribution():
     assert_identity(excl.sum((1, 2)), torch.ones(4, dtype=f64), what="negative probabilities exclude self")
 
 
+def test_random_probabilities_are_seeded_normalised_and_far_from_uniform():
+    base = gaussian_augmented(5, 3, 4, 0.2, seed=1)
+    data = random_probabilities(base, seed=7)
+    assert torch.equal(data.views, base.views)
+    assert torch.equal(data.aug_probs, random_probabilities(base, seed=7).aug_probs)
+    assert_identity(data.aug_probs.sum(1), torch.ones(5, dtype=f64), what="augmentation probabilities")
+    assert_identity(data.sample_probs.sum(), torch.tensor(1.0, dtype=f64), what="sample probabilities")
+    assert float(data.sample_probs.max() / data.sample_probs.min()) > 2 and float(data.aug_probs.std()) > 0.05
+    same_samples = random_probabilities(base, seed=7, samples=False)
+    assert torch.equal(same_samples.sample_probs, base.sample_probs)
+    assert torch.equal(same_samples.aug_probs, data.aug_probs)
+
+
 def test_distribution_validation():
     views = torch.zeros(2, 3, 4, dtype=f64)
     with pytest.raises(BadInput, match="aug_probs"):
@@ -197,7 +223,7 @@ def test_distribution_validation():
 
 
 def _brute_force_expectation(data, outputs, loss, n_negatives):
-    """E[L] and the pair mass by explicit loops over every tuple (the definition, THEORY.md §6-7)."""
+    """E[L] and the pair mass by explicit loops over every tuple (the definition, docs/THEORY.md §6-7)."""
     n, m = data.aug_probs.shape
     flat = outputs.reshape(n * m, -1)
     p_view = data.view_probs()
@@ -247,6 +273,19 @@ def test_structured_operator_matches_dense_for_any_pair_mass_and_vector():
         u = _x(4, w.numel())
         assert_identity(operator_times(net, name, data, mass), dense @ w, what="OP w structured vs dense")
         assert_identity(operator_times(net, name, data, mass, vector=u), dense @ u, what="OP u structured vs dense")
+
+
+def test_operator_from_definition_equals_the_laplacian_form_on_random_probabilities():
+    net = BiasFreeMLP([4, 6, 3], seed=1)
+    data = random_probabilities(gaussian_augmented(4, 3, 4, 0.3, seed=2), seed=3)
+    mass = torch.rand(4, 4, generator=make_generator(4), dtype=f64)
+    for name in net.layer_names():
+        variance = operator_from_definition(net, name, data)
+        assert_identity(variance, operator_dense(net, name, data), what="V[Kbar] definition vs Laplacian")
+        assert_identity(operator_from_definition(net, name, data, variance_pair_mass(data)), variance,
+                        what="pairwise form with A = p p^T vs V[Kbar]")
+        assert_identity(operator_from_definition(net, name, data, mass), operator_dense(net, name, data, mass),
+                        what="weighted definition vs Laplacian")
 
 
 def test_laplacian_is_psd_with_zero_row_sums():

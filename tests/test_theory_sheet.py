@@ -1,4 +1,4 @@
-"""Where THEORY.md is imprecise, a test proves it.
+"""Where docs/THEORY.md is imprecise, a test proves it.
 
 §7 defines the pair weight per negative, b(x, x') = E[beta_k | anchor x, negative x'], and
 omega = (b + b^T)/2, and says "For L_simp, omega = 1" and "Any H works". For L_simp with H negatives,

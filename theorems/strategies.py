@@ -12,6 +12,8 @@ relu_or_leaky = st.one_of(st.just(0.0), st.floats(min_value=0.01, max_value=0.99
                                                    allow_infinity=False))
 taus = st.floats(min_value=0.01, max_value=10.0, allow_nan=False, allow_infinity=False)
 margins = st.floats(min_value=-1.0, max_value=1.0, allow_nan=False, allow_infinity=False)
+PROBABILITIES = st.sampled_from(["uniform", "random", "random augmentations"])
+"""Sample and augmentation probabilities of an exact distribution (``distributions.random_probabilities``)."""
 
 
 @st.composite

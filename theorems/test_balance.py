@@ -1,4 +1,4 @@
-"""Theorem 2 (THEORY.md §5): the common property of L_simp, L_tri and L_nce.
+"""Theorem 2 (docs/THEORY.md §5): the common property of L_simp, L_tri and L_nce.
 
 For r_+ = r(x, x+) and r_k- = r(x, x_k-), k = 1..H, every loss satisfies
 beta := dL/dr_+ > 0, dL/dr_k- < 0 for every k, and dL/dr_+ + sum_k dL/dr_k- = 0,
@@ -47,7 +47,7 @@ def test_balance_infonce(tau, n_negatives, seed, device, repro):
 
 @given(tau=taus, seed=seeds)
 def test_balance_triplet_equals_infonce_only_at_one_negative_and_zero_margin(tau, seed, device, repro):
-    """THEORY.md §4 trap: with H = 1 and r_0 = 0 the two losses coincide; a margin or a second negative
+    """docs/THEORY.md §4 trap: with H = 1 and r_0 = 0 the two losses coincide; a margin or a second negative
     tells them apart, so the Triplet and InfoNCE checkers test different losses."""
     r_pos, r_neg = _distances(seed, 64, 2, tau, device)
     context = repro(tau=tau, seed=seed)

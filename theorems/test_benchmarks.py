@@ -3,13 +3,14 @@
 Run ``pytest theorems/test_benchmarks.py --benchmark-only`` (add ``--runslow`` for width 128, where the dense
 OP_l alone is 16384^2 float64 = 2.1 GB). Groups, one per theorem and width, each on the same inputs:
 
-- ``theorem3 2 OP_l w, width W`` (THEORY.md §6): structured ``2 operator_times`` (one forward, one backward);
+- ``theorem3 2 OP_l w, width W`` (docs/THEORY.md §6): structured ``2 operator_times`` (one forward, one backward);
   dense ``2 operator_dense @ w`` (K stack, then OP formed); one training step on L_simp.
-- ``theorem4 theta_l, width W`` (THEORY.md §7): structured ``residue(...).theta`` (autograd -dE[L]/dw_l through the
+- ``theorem4 theta_l, width W`` (docs/THEORY.md §7): structured ``residue(...).theta`` (autograd -dE[L]/dw_l through the
   enumeration, then one structured OP_l w with the loss's pair mass); dense (the same -dE[L]/dw_l minus
   ``2 operator_dense(pair mass) @ w``); one training step on L_nce (tau 1, H = 1).
 
-Inputs: MLP [W, W, W, 8] (weights seed NET_SEED), layer ``weights.1`` (the middle one, W x W), 6 samples x 4
+Cases and the correctness check live in ``dualnet_ssl.benchmarking``. Inputs: MLP [W, W, W, 8] (weights seed
+NET_SEED), layer ``weights.1`` (the middle one, W x W), 6 samples x 4
 augmentations of ``gaussian_augmented`` (sigma 0.3, seed DATA_SEED), float64. The training step is
 ``reference.training.gradient_step``: autograd of the exact enumerated E[L] over the same 24 views, all layers
 updated; so it is the same loss on the same inputs as the quantity timed beside it (E[L] only: the step does
@@ -27,29 +28,16 @@ from __future__ import annotations
 
 import copy
 from collections import defaultdict
-from functools import lru_cache
 
 import pytest
 import torch
 from torch._C._profiler import _EventType
 from torch.profiler import ProfilerActivity, profile
 
-from dualnet_ssl.compare import assert_identity
-from dualnet_ssl.distributions import gaussian_augmented
+from dualnet_ssl.benchmarking import DATA_SEED, LAYER, LOSSES, NET_SEED, case, check_against_reference, target
 from dualnet_ssl.errors import IdentityViolation
-from dualnet_ssl.losses import infonce, simple
-from dualnet_ssl.networks import BiasFreeMLP
-from dualnet_ssl.operators import expected_loss_neg_gradient, operator_dense, operator_times, residue
-from dualnet_ssl.training import expected_loss, gradient_step
 
 WIDTHS = [16, 32, 64, pytest.param(128, marks=pytest.mark.slow)]
-N_OUT, LAYER = 8, "weights.1"
-N_SAMPLES, N_AUGMENTATIONS, SIGMA = 6, 4, 0.3
-DATA_SEED, NET_SEED = 0, 1
-"""Fixed seeds: every path at one width sees the same network and data."""
-LOSSES = {"theorem3": simple(), "theorem4": infonce(1.0)}
-STEP_LR = 1e-3
-"""Learning rate of the timed step; each round starts from the same weights, so its value does not matter."""
 ROUNDS = {"structured": 20, "train_step": 20, "dense": 3}
 """Rounds per path: milliseconds-long calls get more rounds; the dense one (0.5 s at width 64) gets 3."""
 
@@ -76,52 +64,6 @@ def peak_bytes(fn, device: torch.device) -> int:
         held += size
         peak = max(peak, held)
     return peak
-
-
-@lru_cache(maxsize=None)
-def case(width: int, device_type: str):
-    """(net, data, w, references): the inputs of one width and each quantity computed once for comparison."""
-    data = gaussian_augmented(N_SAMPLES, N_AUGMENTATIONS, width, SIGMA, seed=DATA_SEED, device=device_type)
-    net = BiasFreeMLP([width, width, width, N_OUT], seed=NET_SEED, device=device_type)
-    w = dict(net.named_parameters())[LAYER].detach().flatten()
-    neg_grad, enum = expected_loss_neg_gradient(net, LAYER, data, LOSSES["theorem4"])
-    refs = {
-        ("theorem3", "structured"): 2 * operator_times(net, LAYER, data),
-        ("theorem3", "dense"): 2 * (operator_dense(net, LAYER, data) @ w),
-        ("theorem4", "structured"): residue(net, LAYER, data, LOSSES["theorem4"]).theta.detach(),
-        ("theorem4", "dense"): neg_grad - 2 * (operator_dense(net, LAYER, data, enum.pair_mass.detach()) @ w),
-        **{(t, "train_step"): expected_loss(net, data, loss).detach() for t, loss in LOSSES.items()},
-    }
-    return net, data, w, refs
-
-
-def check_against_reference(result, refs, theorem: str, path: str, *, context: str) -> None:
-    """Fast but wrong is no good: a timed result must equal the other path's (structured vs dense), or, for the
-    training step, the exact E[L]."""
-    __tracebackhide__ = True
-    if path == "train_step":
-        assert_identity(torch.as_tensor(result, dtype=torch.float64), refs[(theorem, path)].cpu(),
-                        what="E[L] returned by the training step", context=context)
-    else:
-        other = "dense" if path == "structured" else "structured"
-        assert_identity(result, refs[(theorem, other)], what=f"{path} vs {other}", context=context)
-
-
-def target(theorem: str, path: str, net, data, w):
-    """The callable timed for one path; it takes the network (fresh from ``setup``) as its argument."""
-    loss = LOSSES[theorem]
-    if path == "train_step":
-        return lambda n: gradient_step(n, data, loss, STEP_LR)
-    if theorem == "theorem3":
-        return {"structured": lambda n: 2 * operator_times(n, LAYER, data),
-                "dense": lambda n: 2 * (operator_dense(n, LAYER, data) @ w)}[path]
-    if path == "structured":
-        return lambda n: residue(n, LAYER, data, loss).theta
-
-    def dense_theta(n):
-        neg_grad, enum = expected_loss_neg_gradient(n, LAYER, data, loss)
-        return neg_grad - 2 * (operator_dense(n, LAYER, data, enum.pair_mass.detach()) @ w)
-    return dense_theta
 
 
 _MEASURED: dict[str, dict[str, dict]] = defaultdict(dict)

@@ -1,4 +1,4 @@
-"""Theorem 1 (THEORY.md §2-3): the gradient of the squared distance is a connection-operator product.
+"""Theorem 1 (docs/THEORY.md §2-3): the gradient of the squared distance is a connection-operator product.
 
 With r(x1, x2) = 1/2 ||f_L(x1) - f_L(x2)||^2 and K_l(x) = J_l(x)^T kron f_{l-1}(x) (row-major w_l):
 
@@ -8,15 +8,20 @@ With r(x1, x2) = 1/2 ||f_L(x1) - f_L(x2)||^2 and K_l(x) = J_l(x)^T kron f_{l-1}(
 
 Checked at every layer, in float64, on bias-free MLPs (depth 1-6, widths 1-64, ReLU or leaky ReLU
 with a random slope; K from the closed-form Kronecker product, independent of autograd) and on a
-conv + ReLU + max-pool + linear-head network (K from autograd's Jacobian).
+conv + ReLU + max-pool + linear-head network (K in closed form from im2col patches and a hand-written
+backward pass, independent of autograd). These are the evidence. On the HLTM's tree network K comes from
+autograd's Jacobian, so there the checks test only homogeneity (Euler), not the Kronecker structure.
 """
+import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 from dualnet_ssl.checks import check_gradient_shared, check_gradient_two_networks, check_homogeneity
+from dualnet_ssl.connection import connection_dense
+from dualnet_ssl.errors import IdentityViolation
 from dualnet_ssl.networks import BiasFreeConvNet, BiasFreeMLP, TreeMirrorNet
-from dualnet_ssl.seeding import make_generator
+from dualnet_ssl.seeding import derive_seed, make_generator
 from theorems.strategies import mlp_widths, relu_or_leaky, seeds
 
 
@@ -28,7 +33,7 @@ def _inputs(seed, batch, shape, device):
 @given(widths=mlp_widths(), slope=relu_or_leaky, seed=seeds)
 def test_gradient_shared_weights_mlp(widths, slope, seed, device, repro):
     net = BiasFreeMLP(widths, seed=seed, negative_slope=slope, device=device)
-    x1, x2 = _inputs(seed + 1, 3, (widths[0],), device)
+    x1, x2 = _inputs(derive_seed(seed, "inputs"), 3, (widths[0],), device)
     for name in net.layer_names():
         check_gradient_shared(net, x1, x2, name, context=repro(widths=widths, slope=slope, seed=seed))
 
@@ -36,8 +41,8 @@ def test_gradient_shared_weights_mlp(widths, slope, seed, device, repro):
 @given(widths=mlp_widths(), slope=relu_or_leaky, seed=seeds)
 def test_gradient_two_networks_mlp(widths, slope, seed, device, repro):
     net1 = BiasFreeMLP(widths, seed=seed, negative_slope=slope, device=device)
-    net2 = BiasFreeMLP(widths, seed=seed + 1, negative_slope=slope, device=device)
-    x1, x2 = _inputs(seed + 2, 3, (widths[0],), device)
+    net2 = BiasFreeMLP(widths, seed=derive_seed(seed, "second net"), negative_slope=slope, device=device)
+    x1, x2 = _inputs(derive_seed(seed, "inputs"), 3, (widths[0],), device)
     for name in net1.layer_names():
         check_gradient_two_networks(net1, net2, x1, x2, name, context=repro(widths=widths, slope=slope, seed=seed))
 
@@ -45,7 +50,7 @@ def test_gradient_two_networks_mlp(widths, slope, seed, device, repro):
 @given(widths=mlp_widths(), slope=relu_or_leaky, seed=seeds)
 def test_gradient_homogeneity_mlp(widths, slope, seed, device, repro):
     net = BiasFreeMLP(widths, seed=seed, negative_slope=slope, device=device)
-    x, _ = _inputs(seed + 1, 4, (widths[0],), device)
+    x, _ = _inputs(derive_seed(seed, "inputs"), 4, (widths[0],), device)
     for name in net.layer_names():
         check_homogeneity(net, x, name, context=repro(widths=widths, slope=slope, seed=seed))
 
@@ -54,7 +59,7 @@ def test_gradient_homogeneity_mlp(widths, slope, seed, device, repro):
        n_out=st.integers(1, 4), slope=relu_or_leaky, seed=seeds)
 def test_gradient_conv_maxpool(channels, n_out, slope, seed, device, repro):
     net = BiasFreeConvNet(2, 8, channels, n_out, seed=seed, negative_slope=slope, device=device)
-    x1, x2 = _inputs(seed + 1, 2, (2, 8, 8), device)
+    x1, x2 = _inputs(derive_seed(seed, "inputs"), 2, (2, 8, 8), device)
     context = repro(arch=f"conv{channels}->maxpool->linear({n_out})", slope=slope, seed=seed)
     for name in net.layer_names():
         check_homogeneity(net, x1, name, context=context)
@@ -63,10 +68,21 @@ def test_gradient_conv_maxpool(channels, n_out, slope, seed, device, repro):
 
 @given(depth=st.integers(1, 3), branching=st.integers(2, 3), hid=st.integers(1, 4), seed=seeds)
 def test_gradient_hltm_tree_network(depth, branching, hid, seed, device, repro):
-    """The HLTM's tree-mirroring network (THEORY.md §8) is in the class: one weight tensor per level."""
+    """The HLTM's tree-mirroring network (docs/THEORY.md §8) is in the class: one weight tensor per level."""
     net = TreeMirrorNet(depth, branching, hid, seed=seed, device=device)
-    x1, x2 = _inputs(seed + 1, 2, (net.n_leaves,), device)
+    x1, x2 = _inputs(derive_seed(seed, "inputs"), 2, (net.n_leaves,), device)
     context = repro(arch=f"tree(depth={depth}, c={branching}, hid={hid})", seed=seed)
     for name in net.layer_names():
         check_homogeneity(net, x1, name, context=context)
         check_gradient_shared(net, x1, x2, name, context=context)
+
+
+def test_gradient_checks_are_sharp(seed, device, repro):
+    """The "exact" and "gradient" tolerances are tight enough to matter: K scaled by 1 + 1e-6 is rejected."""
+    net = BiasFreeMLP([5, 7, 3], seed=seed, device=device)
+    x1, x2 = _inputs(derive_seed(seed, "inputs"), 3, (5,), device)
+    scaled = lambda n, x, name: (1 + 1e-6) * connection_dense(n, x, name)
+    with pytest.raises(IdentityViolation, match="K_l\\^T w_l \\(dense K\\) vs f_L"):
+        check_homogeneity(net, x1, "weights.0", connection=scaled, context=repro(seed=seed))
+    with pytest.raises(IdentityViolation, match="Theorem 1, shared weights"):
+        check_gradient_shared(net, x1, x2, "weights.1", connection=scaled, context=repro(seed=seed))
