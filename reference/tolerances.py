@@ -8,8 +8,6 @@ from dataclasses import dataclass
 
 import torch
 
-from dualnet_ssl.thresholds import Z_SCORE_FALSE_ALARM as _STATISTICAL_Z
-
 
 @dataclass(frozen=True)
 class Tolerance:
@@ -56,8 +54,7 @@ def tolerance(dtype: torch.dtype, kind: str) -> Tolerance:
         raise KeyError(f"no tolerance for dtype={dtype}, kind={kind!r}; kinds: {known}") from None
 
 
-# Statistical thresholds live in thresholds.py. This alias serves code that still imports it from here.
-Z_SCORE_FALSE_ALARM = _STATISTICAL_Z.value
+# Statistical thresholds (z-scores, drops, gains) live in thresholds.py, not here.
 
 RANK_RELATIVE_CUTOFF = 1e-9
 """An eigenvalue counts toward numerical rank when it exceeds this fraction of the largest one:

@@ -7,7 +7,10 @@ repo="$(cd "$(dirname "$0")/.." && pwd)"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-python3 -m pip wheel --quiet --no-deps --wheel-dir "$work/dist" "$repo"
+# Build from a copy of the files git knows (tracked, or untracked and not ignored): no stale build/ can leak in.
+mkdir -p "$work/src"
+(cd "$repo" && git ls-files -z --cached --others --exclude-standard | xargs -0 cp --parents -t "$work/src")
+python3 -m pip wheel --quiet --no-deps --wheel-dir "$work/dist" "$work/src"
 python3 -m venv "$work/venv"
 # shellcheck disable=SC1091
 source "$work/venv/bin/activate"

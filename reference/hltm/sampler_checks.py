@@ -8,13 +8,13 @@ from scipy.stats import norm
 from dualnet_ssl.errors import BadInput, IdentityViolation
 from dualnet_ssl.hltm.model import HLTM, enumerate_leaves
 from dualnet_ssl.seeding import make_generator
-from dualnet_ssl.tolerances import Z_SCORE_FALSE_ALARM
+from dualnet_ssl.thresholds import Z_SCORE_FALSE_ALARM
 
 
 def family_z_threshold(n_comparisons: int) -> float:
     """The z threshold that gives a family of n comparisons the false-alarm rate of ONE comparison at
     Z_SCORE_FALSE_ALARM (Bonferroni): 4.0 for one entry, about 5.3 for 512."""
-    single = 2 * norm.sf(Z_SCORE_FALSE_ALARM)
+    single = 2 * norm.sf(float(Z_SCORE_FALSE_ALARM))
     return float(norm.isf(single / (2 * max(int(n_comparisons), 1))))
 
 
@@ -34,7 +34,7 @@ def _check_z_scores(estimate: torch.Tensor, expected: torch.Tensor, stderr: torc
         where = what + (f" [{context}]" if context else "")
         raise IdentityViolation(
             f"{where}: {int((z > limit).sum())}/{int(compared.sum())} entries beyond {limit:.2f} standard errors "
-            f"(one-comparison rate of {Z_SCORE_FALSE_ALARM} sigma, Bonferroni); worst {label(worst)}: sampled "
+            f"(one-comparison rate of {float(Z_SCORE_FALSE_ALARM):g} sigma, Bonferroni); worst {label(worst)}: sampled "
             f"{float(estimate.flatten()[worst]):.5f} vs exact {float(expected.flatten()[worst]):.5f}, z = {z_max:.1f} "
             f"(stderr {float(stderr.flatten()[worst]):.2e})")
     return z_max
