@@ -2,7 +2,7 @@
 
 Each mutation in ``scripts/mutations.py`` replaces one exact snippet in one module of ``reference/`` (a Kronecker
 order, a missing factor, a wrong mean, a mis-wired tree, a loosened tolerance, ...). For each, in a scratch copy of
-the repository (the working tree is never touched), the script runs
+the repository (HEAD, or ``--worktree``; the working tree itself is never touched), the script runs
 
 1. ``pytest theorems/ -x`` (the checkers alone), then, if the mutant survived,
 2. ``pytest -x`` (the whole default suite),
@@ -35,15 +35,19 @@ from mutations import MUTATIONS, Mutation  # noqa: E402
 PER_RUN_TIMEOUT_S = 900
 
 
-def _copy_tree(dest: Path) -> None:
-    """Tracked and untracked-but-not-ignored files of the repository, and an import alias dualnet_ssl -> reference."""
-    files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
-                           check=True, capture_output=True).stdout.decode().split("\0")
-    for name in filter(None, files):
-        source = ROOT / name
-        if source.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source, dest / name)
+def _copy_tree(dest: Path, worktree: bool) -> None:
+    """The committed tree (HEAD), or with ``worktree`` the files as they are now (tracked and untracked-but-not-
+    ignored), plus an import alias dualnet_ssl -> reference so the copy, not the installed suite, is tested."""
+    if worktree:
+        files = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"], cwd=ROOT,
+                               check=True, capture_output=True).stdout.decode().split("\0")
+        for name in filter(None, files):
+            if (ROOT / name).is_file():
+                (dest / name).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copy2(ROOT / name, dest / name)
+    else:
+        archive = subprocess.run(["git", "archive", "HEAD"], cwd=ROOT, check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     (dest / "dualnet_ssl").symlink_to("reference", target_is_directory=True)
 
 
@@ -58,11 +62,11 @@ def _pytest(tree: Path, args: list[str]) -> tuple[int, str]:
     return done.returncode, (done.stdout + done.stderr)[-1500:]
 
 
-def run(mutations: list[Mutation], verbose: bool) -> int:
+def run(mutations: list[Mutation], verbose: bool, worktree: bool = False) -> int:
     results = []
     with tempfile.TemporaryDirectory() as scratch:
         tree = Path(scratch)
-        _copy_tree(tree)
+        _copy_tree(tree, worktree)
         status, tail = _pytest(tree, ["theorems/"])
         if status != 0:
             print(f"the unmutated suite is not green (exit {status}); fix that first:\n{tail}")
@@ -108,13 +112,14 @@ def main() -> int:
     parser.add_argument("-k", default="", help="only mutations whose id contains this text")
     parser.add_argument("--list", action="store_true", help="print the catalogue and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="print the last line of each pytest run")
+    parser.add_argument("--worktree", action="store_true", help="mutate the working tree's files, not HEAD's")
     args = parser.parse_args()
     chosen = [m for m in MUTATIONS if args.k in m.id]
     if args.list:
         for m in chosen:
             print(f"{m.id:40s} {m.file:40s} {m.description}")
         return 0
-    return run(chosen, args.verbose)
+    return run(chosen, args.verbose, args.worktree)
 
 
 if __name__ == "__main__":
