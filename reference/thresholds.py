@@ -145,8 +145,40 @@ DIGITS_CONV_EXPONENT_LOW = Threshold(
     "exponent sits below the MLP's")
 DIGITS_CONV_EXPONENT_HIGH = Threshold(
     2.5, "as DIGITS_CONV_EXPONENT_LOW: largest measured 2.11", "0-9", "about 0.4 above the largest measured exponent")
+# Minibatch SimCLR training on digits (reference/digits/training.py, TrainSpec defaults: MLP 64-256-256-64, tau 0.2,
+# Adam 1e-3, batch 256, 1000 steps, s = 1). Measured with `python scripts/digits_study.py --seeds 0 1 2`;
+# the slow tests in theorems/test_digits.py assert them on seeds 3 and 4. Figures per seed (seeds 0, 1, 2).
+DIGITS_MIN_PROBE_GAIN = Threshold(
+    0.03, "output-layer 5-shot probe, final minus init: L_nce +0.072, +0.088, +0.134; L_tri +0.075, +0.082, +0.141",
+    "0-2", "less than half the smallest gain; init accuracy varies 0.75-0.83 with the seed, so gains vary")
+DIGITS_MIN_KNN_CHANGE = Threshold(
+    -0.02, "output-layer kNN, final minus init: L_nce +0.016, +0.006, +0.010; L_tri +0.018, +0.010, +0.014",
+    "0-2", "kNN on pixels is already 0.95-0.97: training keeps it, and -0.02 is 10 of the 500 test digits")
+DIGITS_MIN_SPREAD_DROP = Threshold(
+    2.0, "E[r+]/E[r-] init over final: L_tri 2.94, 2.79, 2.89; L_nce 2.94, 2.87, 3.04; main term only 3.46, 3.35, "
+         "3.44", "0-2", "0.7x the smallest drop (2.79)")
+DIGITS_MIN_FINAL_RATIO = Threshold(
+    1.0, "final ||theta|| / ||2 OP w||, every layer (init 0.69-1.46): L_tri 1.51-3.06; L_nce 1.97-3.89", "0-2",
+    "the residue ends larger than the main term on every seed and layer; smallest 1.51")
+DIGITS_MAX_THETA_DROP = Threshold(
+    3.0, "||theta|| init over final, every layer: L_tri 0.94-1.84; L_nce 0.44-1.14 (it grew on 5 of 9 layers)", "0-2",
+    "1.6x above the largest drop; on the Gaussian toy of docs/THEORY.md §7 it fell 11-540x")
+DIGITS_MAX_SIMP_KNN_CHANGE = Threshold(
+    -0.3, "output-layer kNN, final minus init, L_simp on raw outputs: -0.600, -0.610, -0.616 (to 0.34-0.36)", "0-2",
+    "half the smallest fall: L_simp is unbounded below, the output norm grows ~1e5x and the top directions of the "
+    "covariance operator take over")
+DIGITS_MIN_UNIT_RATIO_GAIN = Threshold(
+    1.25, "median over units of across-sample / within-sample variance, hidden layer 2, final over init: L_tri 1.58, "
+          "1.67, 1.71; L_nce 1.62, 1.68, 1.75; main term only 6.61-6.83; L_simp 4.28-4.87", "0-2",
+    "0.8x the smallest gain (1.58)")
 
 # ---- regression mode (reference/regression/) ----
 
 FLOAT32_SENSITIVITY_FACTOR = Threshold(
-    100.0, "PENDING", "PENDING", "PENDING")
+    30.0, "float32 error / (1e-5 size + 30 sensitivity) (precision.py) over correct losses (NT-Xent plain and "
+    "chunked, the reference L_nce, L_simp and L_tri, info-nce InfoNCE), tau 1 .. 0.01, probe, nearly aligned, "
+    "spread and inverted points, N = default, 19, 64: at most 0.147; the float16-similarity mutant at its "
+    "declared tau in {1, 0.5, 0.2, 0.1, 0.05}: at least 10.6 (bfloat16: 104)", "300-307 (correct), 300-311 "
+    "(mutants)", "stability_float32 allows this many times the loss's own float32 sensitivity: 6.8x above the "
+    "worst correct loss, 10.6x below the mildest float16 mutant (pytest tests/test_regression_verdicts.py "
+    "-k float32_tolerance_separates --runslow -s prints the figures)")

@@ -1,0 +1,157 @@
+"""The covariance-operator picture on real images: scikit-learn's digits (docs/DIGITS.md). Markdown table and PNG.
+
+1. Residue ratio ||theta|| / ||2 OP w|| against augmentation strength s on exact empirical distributions
+   (5 digits x 3 augmentations), fitted exponent per seed, beside the Gaussian one (docs/THEORY.md §7: ~2).
+2. Minibatch SimCLR training (two-view batches) with L_simp, soft Triplet, InfoNCE and main-term-only, on the
+   prototype setup (bias-free MLP 64-256-256-64, tau 0.2, Adam 1e-3, batch 256): 5-shot probe and kNN at every
+   layer at init and after training, the final residue ratio per weight layer, and the drop of r_+/r_-.
+
+Usage:
+    python scripts/digits_study.py [--seeds 0 1 2] [--steps 1000] [--jobs 2] [--out digits_study]
+Writes OUT.md, OUT.png and OUT.json. Needs the digits and hltm extras: pip install -e ".[digits,hltm]".
+"""
+from __future__ import annotations
+
+import argparse
+import concurrent.futures
+import dataclasses
+import json
+import statistics
+import time
+
+import matplotlib
+import torch
+import tqdm
+
+from dualnet_ssl import losses
+from dualnet_ssl.digits.exact import strength_sweep
+from dualnet_ssl.digits.training import LOSSES, TrainSpec, train_run
+from dualnet_ssl.networks import BiasFreeConvNet, BiasFreeMLP
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402  (backend chosen first)
+
+STRENGTHS = (0.03, 0.1, 0.3, 1.0)
+SWEEP_NETS = {"MLP 64-16-12-4, layer 2": (lambda s: BiasFreeMLP([64, 16, 12, 4], seed=s), "weights.1", False),
+              "conv 3-4 + max-pool, conv 2": (lambda s: BiasFreeConvNet(1, 8, [3, 4], 3, seed=s), "convs.1", True)}
+SWEEP_LOSSES = {"L_tri tau 0.5": (losses.triplet(0.5, margin=0.1), 1), "L_nce tau 0.5, H 3": (losses.infonce(0.5), 3)}
+
+
+def pm(values, digits=2) -> str:
+    values = list(values)
+    sd = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.{digits}f}±{sd:.{digits}f}"
+
+
+def sweeps(seeds) -> dict:
+    torch.set_num_threads(1)
+    return {(net, loss): strength_sweep(make, name, fn, STRENGTHS, seeds, n_samples=5, n_augmentations=3,
+                                        n_negatives=h, image_shape=conv)
+            for net, (make, name, conv) in SWEEP_NETS.items() for loss, (fn, h) in SWEEP_LOSSES.items()}
+
+
+def run_all(specs, jobs):
+    results = {}
+    with tqdm.tqdm(total=len(specs), unit="run", desc="digits training runs") as bar:
+        with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
+            futures = {pool.submit(train_run, spec): spec for spec in specs}
+            for future in concurrent.futures.as_completed(futures):
+                spec = futures[future]
+                results[(spec.loss, spec.seed)] = future.result()
+                bar.set_postfix_str(f"{spec.loss} seed {spec.seed}")
+                bar.update(1)
+    return results
+
+
+def markdown(sweep, runs, args, seconds) -> str:
+    seeds = args.seeds
+    lines = [f"## Residue ratio against augmentation strength (exact, 5 digits x 3 augmentations, seeds {seeds})", "",
+             "Gaussian augmentations (docs/THEORY.md §7): exponent about 2.", "",
+             "| network | loss | " + " | ".join(f"s={s:g}" for s in STRENGTHS) + " | exponent (mean±sd) |",
+             "|---|---|" + "---|" * len(STRENGTHS) + "---|"]
+    for (net, loss), sw in sweep.items():
+        cells = " | ".join(pm([x["ratios"][i] for x in sw["sweeps"]], 4) for i in range(len(STRENGTHS)))
+        lines.append(f"| {net} | {loss} | {cells} | {pm(sw['exponents'])} |")
+    first = runs[(args.losses[0], seeds[0])]
+    lines += ["", f"## Training ({args.steps} steps, MLP {list(first.spec.widths)}, tau {first.spec.tau}, "
+              f"batch {first.spec.batch}, s = {first.spec.strength}; mean±sd over seeds {seeds})", "",
+              "| loss | layer | 5-shot probe init | 5-shot probe final | kNN init | kNN final |",
+              "|---|---|---|---|---|---|"]
+    for loss in args.losses:
+        rs = [runs[(loss, s)] for s in seeds]
+        for i, layer in enumerate(first.feature_layers):
+            lines.append(f"| {loss} | {layer} | {pm(r.probe['init'][i] for r in rs)} | "
+                         f"{pm(r.probe['final'][i] for r in rs)} | {pm(r.knn['init'][i] for r in rs)} | "
+                         f"{pm(r.knn['final'][i] for r in rs)} |")
+    lines += ["", "| loss | weight layer | residue ratio init | residue ratio final | abs. residue drop | "
+              "r+/r- init | r+/r- drop | hidden unit across/within init -> final |",
+              "|---|---|---|---|---|---|---|---|"]
+    for loss in args.losses:
+        rs = [runs[(loss, s)] for s in seeds]
+        for l, layer in enumerate(first.weight_layers):
+            units = " / ".join(f"{pm(r.unit_ratio[0][h] for r in rs)} -> {pm(r.unit_ratio[-1][h] for r in rs)}"
+                               for h in range(len(first.unit_ratio[0])))
+            if loss == "simp":   # theta = 0 exactly (Theorem 3): its norm is rounding noise, not a figure
+                residue_cells = "0 (exact) | 0 (exact) | n/a"
+            else:
+                residue_cells = (f"{pm(r.ratio(l)[0] for r in rs)} | {pm(r.ratio(l)[-1] for r in rs)} | "
+                                 f"{pm(r.theta_norm[0][l] / r.theta_norm[-1][l] for r in rs)}")
+            lines.append(f"| {loss} | {layer} | {residue_cells} | {pm(r.spread[0] for r in rs)} | "
+                         f"{pm(r.spread[0] / r.spread[-1] for r in rs)} | {units if l == 0 else ''} |")
+    lines += ["", f"Runtime: {seconds:.0f} s with {args.jobs} worker process(es)."]
+    return "\n".join(lines) + "\n"
+
+
+def figure(sweep, runs, args, path):
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    for (net, loss), sw in sweep.items():
+        axes[0].loglog(STRENGTHS, sw["mean_ratios"], marker="o", label=f"{net}, {loss}")
+    axes[0].loglog(STRENGTHS, [sweep[next(iter(sweep))]["mean_ratios"][-1] * s ** 2 for s in STRENGTHS], "k:",
+                   label="slope 2 (Gaussian)")
+    axes[0].set(xlabel="augmentation strength s", ylabel="||theta|| / ||2 OP w|| (mean over seeds)",
+                title="residue ratio vs strength")
+    axes[0].legend(fontsize=6)
+    for loss in args.losses:
+        rs = [runs[(loss, s)] for s in args.seeds]
+        steps = rs[0].steps
+        theta = [statistics.mean(r.theta_norm[k][1] for r in rs) for k in range(len(steps))]
+        if loss != "simp":   # theta = 0 exactly for L_simp (Theorem 3)
+            axes[1].semilogy(steps, theta, marker="o", label=loss)
+        axes[2].plot(steps, [statistics.mean(r.spread[k] for r in rs) for k in range(len(steps))], marker="o",
+                     label=loss)
+    axes[1].set(xlabel="step", ylabel="||theta|| of layer 2 (mean over seeds)", title="absolute residue")
+    axes[2].set(xlabel="step", ylabel="E[r+] / E[r-] (mean over seeds)", title="augmentation spread")
+    axes[1].legend(fontsize=7)
+    axes[2].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--losses", nargs="+", default=list(LOSSES), choices=LOSSES)
+    parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--jobs", type=int, default=2, help="worker processes, one torch thread each (default 2)")
+    parser.add_argument("--out", default="digits_study", help="output stem: writes OUT.md, OUT.png, OUT.json")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    sweep = sweeps(args.seeds)
+    specs = [TrainSpec(loss=loss, seed=s, steps=args.steps, record_every=args.steps // 4)
+             for loss in args.losses for s in args.seeds]
+    runs = run_all(specs, args.jobs)
+    seconds = time.perf_counter() - start
+    table = markdown(sweep, runs, args, seconds)
+    with open(f"{args.out}.md", "w") as f:
+        f.write(table)
+    figure(sweep, runs, args, f"{args.out}.png")
+    with open(f"{args.out}.json", "w") as f:
+        json.dump({"sweeps": {f"{n} | {l}": sw for (n, l), sw in sweep.items()},
+                   "runs": [dict(dataclasses.asdict(r), spec=dataclasses.asdict(r.spec)) for r in runs.values()]},
+                  f, indent=1)
+    print(table)
+    print(f"wrote {args.out}.md, {args.out}.png and {args.out}.json")
+
+
+if __name__ == "__main__":
+    main()
