@@ -1,18 +1,21 @@
 """Real peers from the package registry (optional extra ``peers``; docs/REGRESSION.md).
 
 Correct NT-Xent / InfoNCE implementations pass every property at any seed and temperature (zero false
-alarms); pytorch-metric-learning's TripletMarginLoss, whose default distance is the Euclidean distance
+alarms). One real finding is expected: pytorch-metric-learning's symmetric NTXentLoss computes
+``log(num/den + finfo.tiny)``, so in float32 the positive's log-share saturates at log(tiny) once it falls below
+tiny (each positive opposite its anchor, small tau), and its float32 pair weights vanish where float64's do not;
+``stability_float32`` reports it, naming the smallest accurate tau. pytorch-metric-learning's TripletMarginLoss, whose default distance is the Euclidean distance
 and not its square, is reported as not balanced, never crashes and never passes. Each test skips, with
 the install command, when its peer is absent.
 """
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dualnet_ssl import regression
 
 PEERS = {
-    "pml_ntxent_symmetric": ("pytorch_metric_learning", regression.pml_ntxent, {"symmetric": True}),
+    "pml_ntxent_symmetric": ("pytorch_metric_learning", regression.pml_ntxent, {"symmetric": True}),   # see above
     "pml_ntxent_one_directional": ("pytorch_metric_learning", regression.pml_ntxent, {"symmetric": False}),
     "info_nce_two_view": ("info_nce", regression.info_nce, {}),
     "info_nce_per_anchor_values": ("info_nce", regression.info_nce, {"reduction": "none"}),
@@ -22,6 +25,8 @@ PEERS = {
 }
 SEEDS = st.integers(min_value=0, max_value=2 ** 31 - 1)
 TEMPERATURES = st.sampled_from([0.02, 0.07, 0.1, 0.5, 1.0])
+EXPECTED_FINDINGS = {"pml_ntxent_symmetric": {"stability_float32": "float32 stays accurate down to tau="}}
+"""Real findings, not false alarms: the property that fails and a phrase its message must carry."""
 
 
 def require(module: str) -> None:
@@ -37,13 +42,32 @@ def peer(name: str, temperature: float) -> regression.LossSubject:
 
 
 @pytest.mark.parametrize("name", sorted(PEERS))
+@settings(max_examples=4)   # each example probes every property at three batch sizes; the slow sweep below does more
 @given(seed=SEEDS, tau=TEMPERATURES)
 def test_correct_peer_passes_every_property(name, seed, tau):
+    _check_peer(name, seed, tau)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(PEERS))
+@settings(max_examples=25)
+@given(seed=SEEDS, tau=TEMPERATURES)
+def test_correct_peer_passes_every_property_sweep(name, seed, tau):
+    _check_peer(name, seed, tau)
+
+
+def _check_peer(name, seed, tau):
     results = {prop: regression.check_loss(peer(name, tau), prop, seed) for prop in regression.LOSS_PROPERTIES}
-    failed = [r.summary() for r in results.values() if r.status == "fail"]
+    findings = EXPECTED_FINDINGS.get(name, {})
+    for prop, phrase in findings.items():
+        assert results[prop].status == "fail" and phrase in results[prop].message, (
+            f"the known float32 saturation of {name} was not reported at seed={seed}, tau={tau}: "
+            f"{results[prop].summary()}")
+    failed = [r.summary() for p, r in results.items() if r.status == "fail" and p not in findings]
     assert not failed, f"false alarms on {name} at seed={seed}, tau={tau}: {failed}"
     # the checks that matter ran, rather than passing by being not applicable
     must_run = ["balance_total", "weight_signs", "reference_value", "reference_weights", "stability_float32"]
+    must_run = [p for p in must_run if p not in findings]
     must_run += ["balance_per_anchor"] if PEERS[name][2].get("reduction") == "none" else []
     skipped = {p: results[p].message for p in must_run if results[p].status != "pass"}
     assert not skipped, f"{name} at seed={seed}, tau={tau}: checks that should have run did not: {skipped}"

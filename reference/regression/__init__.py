@@ -3,23 +3,31 @@
 Modules, in the direction data flows:
 ``declarations`` (what a loss takes and which pairs it weighs) -> ``loading`` (``pkg.mod:factory`` specs)
 -> ``probe`` (points from a Gram matrix; pair weights by autograd) -> ``loss_properties`` and
-``network_properties`` (one ``CheckResult`` per property, via ``verdicts``) -> ``plugin`` (pytest items,
-the JSON report). ``builtin`` and ``peers`` hold ready declarations.
+``network_properties`` (one ``CheckResult`` per property, via ``verdicts``; ``batches`` runs them at every
+probe batch size, ``precision`` holds float32 to float64, ``declared`` checks the declaration against the
+weights) -> ``plugin`` (pytest items, the JSON report). ``builtin`` and ``peers`` hold ready declarations.
 """
+from dualnet_ssl.regression import conventions, signatures, twin
 from dualnet_ssl.regression.builtin import reference_mlp, reference_nt_xent, reference_simple, reference_triplet
+from dualnet_ssl.regression.batches import batch_sizes, first_call
 from dualnet_ssl.regression.declarations import (DECLARATION_FIELDS, Layout, LossAdapter, NetAdapter,
                                                  anchor_distances, anchor_weight, per_anchor, two_view)
 from dualnet_ssl.regression.loading import LossSubject, NetSubject, builtin_loss, load_loss, load_net
 from dualnet_ssl.regression.loss_properties import LOSS_PROPERTIES, check_loss
+from dualnet_ssl.regression.precision import TAU_GRID, check_float32
 from dualnet_ssl.regression.network_properties import (COVARIANCE_PROPERTY, NET_PROPERTIES, check_covariance_form,
                                                        check_network)
 from dualnet_ssl.regression.peers import (LIGHTLY_HINT, PEERS_HINT, info_nce, lightly_ntxent, pml_ntxent,
                                           pml_triplet)
-from dualnet_ssl.regression.probe import (assemble_pair_weights, make_probe, pair_weights_from_gram_gradient,
-                                          recover_weights)
+from dualnet_ssl.regression.probe import (assemble_pair_weights, flow_from_point_gradients, make_probe,
+                                          pair_weights_from_gram_gradient, recover_weights)
+from dualnet_ssl.regression.signatures import FORMS
+from dualnet_ssl.regression.twin import bias_free_twin, class_distance
 
 __all__ = [
-    "COVARIANCE_PROPERTY", "DECLARATION_FIELDS", "LIGHTLY_HINT", "LOSS_PROPERTIES", "Layout", "LossAdapter",
+    "TAU_GRID", "batch_sizes", "check_float32", "first_call",
+    "COVARIANCE_PROPERTY", "DECLARATION_FIELDS", "FORMS", "bias_free_twin", "class_distance", "conventions",
+    "flow_from_point_gradients", "signatures", "twin", "LIGHTLY_HINT", "LOSS_PROPERTIES", "Layout", "LossAdapter",
     "LossSubject", "NET_PROPERTIES", "NetAdapter", "NetSubject", "PEERS_HINT", "anchor_distances", "anchor_weight",
     "assemble_pair_weights", "builtin_loss", "check_covariance_form", "check_loss", "check_network", "info_nce",
     "lightly_ntxent", "load_loss", "load_net", "make_probe", "pair_weights_from_gram_gradient", "per_anchor",

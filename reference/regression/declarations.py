@@ -1,18 +1,15 @@
-"""Declaring a black-box loss: which points it takes, and which pairs it treats as positives and negatives.
+"""Declaring a black-box loss: how it is called, which pairs it weighs, where its gradient flows, what it claims.
 
-docs/REGRESSION.md, "Declaring a loss", lists every field. The conventions:
+docs/REGRESSION.md, "Declaring a loss", lists every field; ``signatures`` lists the call forms. In short:
 
-- two-view batch, ``loss(z0, z1)`` with ``z0, z1`` of shape (N, D): sample ``i``'s two views are
-  points ``i`` and ``N + i``. ``symmetric``: both views serve as anchors (SimCLR) or only ``z0``
-  (one-directional). ``same_view_negatives``: anchor ``i``'s negatives include the other samples'
-  points of its own view (SimCLR) or only those of the other view.
-- per-anchor, ``loss(query, positive, negatives)``: the N queries, the N positives and the negatives,
-  shared (``negative_mode="unpaired"``, (M, D)) or per query (``"paired"``, (N, H, D)).
-
-``reduction`` says what the loss returns: the mean over anchors, their sum, or (``"none"``) one value per
-anchor. ``reference="infonce"`` declares the loss to be NT-Xent/InfoNCE at ``temperature``: per anchor
-``-log softmax(-r/tau)`` at the positive, i.e. ``L_nce^tau / tau`` (docs/THEORY.md §4), with ``r = 1 - cos``
-when ``normalises``.
+- ``form`` is the call signature (``two_view``: ``loss(z0, z1)``; ``per_anchor``: ``loss(query, positive,
+  negatives)``; ``queue``, ``bank``, ``concat``, ``indexes``, ``views``, ``views_labels``), ``output`` says
+  whether it returns the loss or ``(logits, labels)`` for a cross-entropy.
+- ``gradient_to`` / ``detached_negatives``: the stop-gradient by design (docs/THEORY.md §5a).
+- ``unit_inputs``: the caller normalises, so the loss is defined on unit rows only.
+- ``reference`` (``infonce``, ``supcon_out``, ``supcon_in``) at ``temperature``, times ``scale``: per anchor
+  ``-log softmax(-r/tau)`` at the positive, i.e. ``L_nce^tau / tau`` (docs/THEORY.md §4), or the "out"/"in"
+  supervised-contrastive forms (§5a), with ``r = 1 - cos`` on unit rows.
 """
 from __future__ import annotations
 
@@ -25,71 +22,19 @@ from torch import nn
 
 from dualnet_ssl.errors import BadInput
 from dualnet_ssl.losses import PairLoss, checked_loss_values, pair_distance
-
-FORMS = ("two_view", "per_anchor")
+from dualnet_ssl.regression.signatures import (BANK_FORMS, FORMS, LABEL_FORMS, Layout, bank_layout, label_layout,
+                                               samples_in, two_view_layout)
 
 REDUCTIONS = ("mean", "sum", "none")
 
 NEGATIVE_MODES = ("unpaired", "paired")
 
-REFERENCES = (None, "infonce")
+REFERENCES = (None, "infonce", "supcon_out", "supcon_in")
 
-@dataclass(frozen=True)
-class Layout:
-    """Where the probe's points go in the loss call, and which pairs the loss declares.
+GRADIENT_TO = ("all", "anchors")
 
-    ``anchors (A,)``, ``positives (A,)`` and ``negatives (A, H)`` index the ``n_points`` stacked points;
-    ``groups (n_points,)`` gives each point's sample (a positive pair shares one).
-    """
+OUTPUTS = ("loss", "logits")
 
-    form: str
-    n_samples: int
-    n_points: int
-    anchors: torch.Tensor
-    positives: torch.Tensor
-    negatives: torch.Tensor
-    groups: torch.Tensor
-    neg_shape: tuple[int, ...] = ()
-
-    def split(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """Stacked points (n_points, D) -> the loss's arguments."""
-        n = self.n_samples
-        if self.form == "two_view":
-            return z[:n], z[n:]
-        return z[:n], z[n:2 * n], z[2 * n:].reshape(*self.neg_shape, z.shape[-1])
-
-    def join(self, *args: torch.Tensor) -> torch.Tensor:
-        """The loss's arguments -> stacked points (n_points, D); the inverse of ``split``."""
-        return torch.cat([a.reshape(-1, a.shape[-1]) for a in args])
-
-    def roles(self) -> torch.Tensor:
-        """(n, n) symmetric: +1 on declared positive pairs, -1 on declared negatives, 0 elsewhere."""
-        roles = torch.zeros(self.n_points, self.n_points, dtype=torch.long)
-        anchor_col = self.anchors[:, None].expand_as(self.negatives)
-        for rows, cols, sign in ((self.anchors, self.positives, 1), (anchor_col, self.negatives, -1)):
-            roles[rows, cols] = sign
-            roles[cols, rows] = sign
-        return roles
-
-def _two_view_layout(n: int, symmetric: bool, same_view_negatives: bool) -> Layout:
-    points = torch.arange(2 * n)
-    anchors = points if symmetric else points[:n]
-    sample, view = anchors % n, anchors // n
-    others = torch.stack([torch.cat([points[:j], points[j + 1:n]]) for j in range(n)])   # (N, N-1) samples != j
-    negatives = others[sample] + n * (1 - view)[:, None]                                 # other view
-    if same_view_negatives:
-        negatives = torch.cat([negatives, others[sample] + n * view[:, None]], dim=1)
-    return Layout("two_view", n, 2 * n, anchors, (anchors + n) % (2 * n), negatives, points % n)
-
-def _per_anchor_layout(n: int, mode: str, n_negatives: int) -> Layout:
-    queries = torch.arange(n)
-    if mode == "unpaired":
-        negatives, neg_shape = (2 * n + torch.arange(n_negatives)).expand(n, n_negatives), (n_negatives,)
-    else:
-        negatives, neg_shape = 2 * n + torch.arange(n * n_negatives).reshape(n, n_negatives), (n, n_negatives)
-    n_neg_points = negatives.unique().numel()
-    groups = torch.cat([queries, queries, n + torch.arange(n_neg_points)])
-    return Layout("per_anchor", n, 2 * n + n_neg_points, queries, n + queries, negatives, groups, neg_shape)
 
 @dataclass(frozen=True)
 class LossAdapter:
@@ -101,17 +46,27 @@ class LossAdapter:
     same_view_negatives: bool = True
     negative_mode: str = "unpaired"
     n_negatives: int = 4
+    n_views: int = 2
+    per_class: int = 1
     reduction: str = "mean"
+    output: str = "loss"
     normalises: bool = False
+    unit_inputs: bool = False
+    gradient_to: str = "all"
+    detached_negatives: bool = False
+    transposed_bank: bool = False
     reference: str | None = None
     temperature: float | None = None
     temperature_kwarg: str | None = None
+    scale: float | None = None
+    batch_size: int | None = None
     dim: int | None = None
     name: str = ""
 
     def __post_init__(self):
         checks = (("form", self.form, FORMS), ("reduction", self.reduction, REDUCTIONS),
-                  ("negative_mode", self.negative_mode, NEGATIVE_MODES), ("reference", self.reference, REFERENCES))
+                  ("negative_mode", self.negative_mode, NEGATIVE_MODES), ("reference", self.reference, REFERENCES),
+                  ("gradient_to", self.gradient_to, GRADIENT_TO), ("output", self.output, OUTPUTS))
         for what, value, allowed in checks:
             if value not in allowed:
                 raise BadInput(f"loss declaration: {what}={value!r} is not one of {allowed}")
@@ -120,21 +75,63 @@ class LossAdapter:
         if self.reference is not None and not (self.temperature is not None and float(self.temperature) > 0):
             raise BadInput(f"loss declaration: reference={self.reference!r} needs a positive temperature, "
                            f"got {self.temperature!r}")
-        if self.form == "per_anchor":
+        if self.form in ("per_anchor", "queue", "bank"):
             object.__setattr__(self, "symmetric", False)   # one query per anchor: one-directional by construction
-        if int(self.n_negatives) < 1:
-            raise BadInput(f"loss declaration: n_negatives must be >= 1, got {self.n_negatives}")
+        for what, least in (("n_negatives", 1), ("n_views", 2), ("per_class", 1), ("batch_size", 2)):
+            value = getattr(self, what)
+            if value is not None and not (isinstance(value, int) and value >= least):
+                raise BadInput(f"loss declaration: {what} must be an integer >= {least}, got {value!r}")
+        self._check_conventions()
+
+    def _check_conventions(self) -> None:
+        def refuse(why: str):
+            raise BadInput(f"loss declaration: {why} (docs/REGRESSION.md, \"Declaring a loss\")")
+
+        if self.normalises and self.unit_inputs:
+            refuse("declare normalises=True (the loss normalises its inputs) or unit_inputs=True (its caller "
+                   "does), not both")
+        if self.detached_negatives and self.form not in BANK_FORMS:
+            refuse(f"detached_negatives needs a form with negatives of their own {BANK_FORMS}, not {self.form!r}")
+        if self.n_views != 2 and self.form not in LABEL_FORMS:
+            refuse(f"n_views={self.n_views} needs one of the forms {LABEL_FORMS}")
+        if self.per_class != 1 and self.form not in ("indexes", "views_labels"):
+            refuse(f"per_class={self.per_class} (several samples per label) needs form 'indexes' or "
+                   "'views_labels', the forms that pass labels")
+        if self.scale is not None and not (float(self.scale) > 0 and self.reference is not None):
+            refuse(f"scale={self.scale!r} is a positive factor against a declared reference")
+        if self.reference == "infonce" and self.positives_per_anchor > 1:
+            refuse(f"each anchor has {self.positives_per_anchor} positives, so InfoNCE is ambiguous; declare "
+                   "reference='supcon_out' (mean of log-probabilities) or 'supcon_in' (log of summed probabilities)")
+        if self.batch_size is not None and self.per_class > 1 and self.batch_size % self.per_class:
+            refuse(f"batch_size={self.batch_size} is not a multiple of per_class={self.per_class}")
+
+    @property
+    def positives_per_anchor(self) -> int:
+        return self.n_views * self.per_class - 1 if self.form in LABEL_FORMS else 1
+
+    @property
+    def on_unit_rows(self) -> bool:
+        """The loss sees r = 1 - cos: it normalises, or its caller gives it unit rows."""
+        return self.normalises or self.unit_inputs
 
     def layout(self, n_samples: int) -> Layout:
-        if n_samples < 2:
-            raise BadInput(f"a batch needs at least 2 samples, got {n_samples}")
+        if self.per_class > 1:
+            n_samples -= n_samples % self.per_class
+        if n_samples < 2 * self.per_class:
+            raise BadInput(f"a batch needs at least 2 samples (2 classes of per_class={self.per_class}), got "
+                           f"{n_samples}")
         if self.form == "two_view":
-            return _two_view_layout(n_samples, self.symmetric, self.same_view_negatives)
-        return _per_anchor_layout(n_samples, self.negative_mode, int(self.n_negatives))
+            return two_view_layout(n_samples, self.symmetric, self.same_view_negatives, self.gradient_to)
+        if self.form in BANK_FORMS:
+            return bank_layout(self.form, n_samples, self.negative_mode, self.n_negatives, self.gradient_to,
+                               self.detached_negatives, self.transposed_bank)
+        return label_layout(self.form, n_samples, self.n_views, self.per_class, self.symmetric, self.gradient_to)
 
     def evaluate(self, z: torch.Tensor, layout: Layout) -> torch.Tensor:
         """The loss on stacked points: a scalar, or (A,) per-anchor values when ``reduction="none"``."""
         value = self.fn(*layout.split(z))
+        if self.output == "logits":
+            value = _cross_entropy(value, self.reduction, self.name)
         if not isinstance(value, torch.Tensor):
             raise BadInput(f"loss '{self.name}' returned {type(value).__name__}, expected a tensor")
         expected = (layout.anchors.numel(),) if self.reduction == "none" else ()
@@ -149,10 +146,28 @@ class LossAdapter:
         if self.form == "two_view":
             shape = (f"two-view, {'symmetric' if self.symmetric else 'one-directional'}, "
                      f"{'with' if self.same_view_negatives else 'without'} same-view negatives")
+        elif self.form in BANK_FORMS:
+            shape = f"{self.form}, {self.negative_mode} negatives (H={self.n_negatives})"
         else:
-            shape = f"per-anchor, {self.negative_mode} negatives (H={self.n_negatives})"
+            shape = (f"{self.form}, {self.n_views} views, {self.per_class} samples per label, "
+                     f"{'every point' if self.symmetric else 'view 0'} as anchor")
+        routing = "" if self.gradient_to == "all" else ", gradient into the anchors only"
+        routing += ", negatives detached" if self.detached_negatives else ""
+        rows = ", unit-row inputs" if self.unit_inputs else ""
         ref = f", declared {self.reference}(tau={self.temperature:g})" if self.reference else ""
-        return f"{shape}, reduction={self.reduction}, normalises={self.normalises}{ref}"
+        ref += f" x {self.scale:g}" if self.scale is not None else ""
+        return f"{shape}, reduction={self.reduction}, normalises={self.normalises}{rows}{routing}{ref}"
+
+
+def _cross_entropy(returned, reduction: str, name: str) -> torch.Tensor:
+    """``output="logits"``: the loss is cross_entropy(logits, labels) of what the function returns."""
+    if not (isinstance(returned, (tuple, list)) and len(returned) == 2
+            and all(isinstance(t, torch.Tensor) for t in returned)):
+        raise BadInput(f"loss '{name}' is declared output='logits' but returned {type(returned).__name__}; "
+                       "expected a (logits, labels) pair of tensors")
+    logits, labels = returned
+    return nn.functional.cross_entropy(logits, labels.long(), reduction=reduction)
+
 
 DECLARATION_FIELDS = tuple(f.name for f in dataclasses.fields(LossAdapter) if f.name not in ("fn", "name"))
 
@@ -165,11 +180,14 @@ def per_anchor(fn: Callable, **declares) -> LossAdapter:
     return LossAdapter(fn, form="per_anchor", **declares)
 
 def anchor_distances(layout: Layout, z: torch.Tensor, normalise: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(r_+ (A,), r_- (A, H)) per anchor; r = 1/2||z_i - z_j||^2, of the unit rows (= 1 - cos) if ``normalise``."""
+    """(r_+, r_- (A, H)) per anchor, r_+ of shape (A,) with one positive per anchor and (A, P) with several;
+    r = 1/2||z_i - z_j||^2, of the unit rows (= 1 - cos) if ``normalise``."""
     if normalise:
         z = nn.functional.normalize(z, dim=-1)
     r = pair_distance(z[:, None, :], z[None, :, :])
-    return r[layout.anchors, layout.positives], r[layout.anchors[:, None], layout.negatives]
+    anchors = layout.anchors[:, None]
+    r_pos = r[anchors, layout.positives]
+    return r_pos[:, 0] if r_pos.shape[1] == 1 else r_pos, r[anchors, layout.negatives]
 
 def reduce_anchors(values: torch.Tensor, reduction: str) -> torch.Tensor:
     return {"mean": values.mean, "sum": values.sum, "none": lambda: values}[reduction]()
@@ -187,11 +205,11 @@ class PairLossBatch:
     scale: float = 1.0
 
     def values(self, layout: Layout, z: torch.Tensor) -> torch.Tensor:
-        r_pos, r_neg = anchor_distances(layout, z, self.declaration.normalises)
+        r_pos, r_neg = anchor_distances(layout, z, self.declaration.on_unit_rows)
         return self.scale * checked_loss_values(self.pair_loss, r_pos, r_neg)
 
     def __call__(self, *args: torch.Tensor) -> torch.Tensor:
-        layout = self.declaration.layout(args[0].shape[0])
+        layout = self.declaration.layout(samples_in(self.declaration.form, args, self.declaration.n_views))
         return reduce_anchors(self.values(layout, layout.join(*args)), self.declaration.reduction)
 
 @dataclass(frozen=True)

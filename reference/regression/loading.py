@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from dualnet_ssl.errors import BadInput
+from dualnet_ssl.regression.batches import first_call
 from dualnet_ssl.regression.declarations import DECLARATION_FIELDS, LossAdapter, NetAdapter
 
 def load_object(spec: str) -> Any:
@@ -50,10 +51,16 @@ def parse_json_object(text: str | None, what: str) -> dict | None:
     return value
 
 def _call(factory: Callable, kwargs: dict, spec: str):
+    """The factory's product; ``BadInput`` naming the cause when it raises (a missing dependency named as such)."""
     try:
         return factory(**kwargs)
-    except TypeError as err:
-        raise BadInput(f"calling '{spec}' with {kwargs} failed: {err}") from None
+    except BadInput:
+        raise
+    except ImportError as err:
+        raise BadInput(f"calling '{spec}' with {kwargs} failed: it needs '{getattr(err, 'name', None) or err}', "
+                       f"which cannot be imported ({err}); install your package's dependencies") from None
+    except Exception as err:   # the user's factory raised: one usage error that names it, never a crash
+        raise BadInput(f"calling '{spec}' with {kwargs} failed: {type(err).__name__}: {err}") from None
 
 @dataclass(frozen=True)
 class LossSubject:
@@ -63,6 +70,7 @@ class LossSubject:
     factory: Callable[..., Any]
     kwargs: dict = field(default_factory=dict)
     declares: dict | None = None
+    batch_size: int | None = None
 
     def build(self, **overrides) -> LossAdapter:
         kwargs = {**self.kwargs, **overrides}
@@ -85,6 +93,8 @@ class LossSubject:
             adapter = LossAdapter(made, **declares)
         else:
             raise BadInput(f"'{self.name}' returned {type(made).__name__}, expected a loss callable or a LossAdapter")
+        if self.batch_size is not None:
+            adapter = dataclasses.replace(adapter, batch_size=self.batch_size)
         return adapter if adapter.name else dataclasses.replace(adapter, name=self.name)
 
     def at_temperature(self, tau: float) -> LossAdapter | None:
@@ -93,13 +103,18 @@ class LossSubject:
         if key is None:
             return None
         rebuilt = self.build(**{key: tau})
-        return dataclasses.replace(rebuilt, temperature=tau) if rebuilt.reference else rebuilt
+        return dataclasses.replace(rebuilt, temperature=tau)
 
-def load_loss(spec: str, kwargs: str | None = None, declares: str | None = None) -> LossSubject:
-    """``--ssl-loss SPEC --ssl-loss-kwargs JSON --ssl-loss-declares JSON`` -> a checked ``LossSubject``."""
+def load_loss(spec: str, kwargs: str | None = None, declares: str | None = None,
+              batch_size: int | None = None) -> LossSubject:
+    """``--ssl-loss SPEC --ssl-loss-kwargs JSON --ssl-loss-declares JSON --ssl-batch N`` -> a checked
+    ``LossSubject``: built and called once on the probe batch at every probe size, so that an unusable loss is
+    one usage error with its cause rather than a failure in every check."""
+    if batch_size is not None and not (isinstance(batch_size, int) and batch_size >= 2):
+        raise BadInput(f"--ssl-batch must be an integer >= 2, got {batch_size!r}")
     subject = LossSubject(spec, load_object(spec), parse_json_object(kwargs, "--ssl-loss-kwargs") or {},
-                          parse_json_object(declares, "--ssl-loss-declares"))
-    subject.build()   # fail at start-up, with the reason, rather than in every check
+                          parse_json_object(declares, "--ssl-loss-declares"), batch_size)
+    first_call(subject.build())
     return subject
 
 def builtin_loss(factory: Callable[..., LossAdapter], **kwargs) -> LossSubject:

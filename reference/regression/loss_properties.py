@@ -1,43 +1,26 @@
 """The properties the theory needs of a loss, probed as a black box (docs/REGRESSION.md, "The properties")."""
 from __future__ import annotations
 
-import math
-
 import torch
-from torch import nn
 
-from dualnet_ssl.regression.declarations import Layout, LossAdapter
+from dualnet_ssl.regression.batches import batch_sizes, over_batches
+from dualnet_ssl.regression.conventions import gradient_routing, positive_total_signs, symmetry_not_applicable
+from dualnet_ssl.regression.declarations import LossAdapter
+from dualnet_ssl.regression.declared import anchor_rows, declared_pairs, noise_floor, not_decidable
 from dualnet_ssl.regression.loading import LossSubject
-from dualnet_ssl.regression.probe import (PROBE_SAMPLES, PairWeights, Probe, fitting_layout, make_probe,
-                                          recover_weights)
+from dualnet_ssl.regression.precision import check_float32
+from dualnet_ssl.regression.probe import Probe, make_probe, recover_weights
 from dualnet_ssl.regression.reference_properties import reference_value, reference_weights
-from dualnet_ssl.regression.verdicts import Verdict, compare, run_check, working_dtype
+from dualnet_ssl.regression.verdicts import Verdict, compare, require_finite, run_check, working_dtype
 from dualnet_ssl.errors import BadInput, NotApplicable
 from dualnet_ssl.results import CheckResult
-from dualnet_ssl.seeding import make_generator
+from dualnet_ssl.seeding import derive_seed, make_generator
 from dualnet_ssl.tolerances import Tolerance, tolerance
 
 
-STABILITY_TEMPERATURE = 0.01
-"""The temperature of the float32 stability probe (issue: tau = 0.01): e^{1/tau} = e^100 overflows float32."""
-
-
-ALIGNED_NOISE = 1e-2
-"""Nearly aligned points: u + ALIGNED_NOISE * e, so cosines are within 1e-4 of 1."""
-
-
-SPREAD_NORM = 2.0
-"""Spread points of norm about 2: squared distances up to 8, so r / tau reaches 800 at tau = 0.01."""
-
-
-LOSS_PROPERTIES = ("rotation_invariance", "pairwise_structure", "gradient_symmetry", "balance_total",
-                   "balance_per_anchor", "weight_signs", "undeclared_pairs", "reference_value", "reference_weights",
-                   "stability_float32")
-
-
-def _noise_floor(found: PairWeights) -> tuple[float, Tolerance]:
-    tol = tolerance(working_dtype(found.value, found.pairs), "gradient")
-    return tol.atol + tol.rtol * float(found.pairs.abs().max()), tol
+LOSS_PROPERTIES = ("rotation_invariance", "pairwise_structure", "gradient_symmetry", "gradient_routing",
+                   "balance_total", "balance_per_anchor", "weight_signs", "undeclared_pairs", "declared_pairs",
+                   "reference_value", "reference_weights", "stability_float32")
 
 
 def _require_gradient(weights: torch.Tensor) -> None:
@@ -48,8 +31,8 @@ def _require_gradient(weights: torch.Tensor) -> None:
 
 def _rotation_invariance(adapter: LossAdapter, probe: Probe) -> Verdict:
     z = probe.points()
-    rotation, _ = torch.linalg.qr(torch.randn(probe.dim, probe.dim, generator=make_generator(probe.seed + 1),
-                                              dtype=z.dtype))
+    g = make_generator(derive_seed(probe.seed, "rotation"))
+    rotation, _ = torch.linalg.qr(torch.randn(probe.dim, probe.dim, generator=g, dtype=z.dtype))
     v = compare(adapter.evaluate(z @ rotation, probe.layout), adapter.evaluate(z, probe.layout),
                  what="loss after a random rotation of every point vs before", kind="exact")
     hint = "" if v.ok else ("; the loss is not a function of pairwise similarities (does it use raw coordinates, "
@@ -58,8 +41,12 @@ def _rotation_invariance(adapter: LossAdapter, probe: Probe) -> Verdict:
 
 
 def _pairwise_structure(adapter: LossAdapter, probe: Probe) -> Verdict:
+    if getattr(adapter, "unit_inputs", False):
+        raise NotApplicable("declared unit_inputs=True: the loss is defined on unit rows only, so neither rescaling "
+                            "a row nor translating the points is a move it must ignore; rotation_invariance still "
+                            "checks that it depends on cosines alone")
     z = probe.points()
-    g = make_generator(probe.seed + 2)
+    g = make_generator(derive_seed(probe.seed, "pairwise structure"))
     if adapter.normalises:
         # powers of two: the rescaling is exact, so a normalising loss returns the same bits
         moved = z * 2.0 ** torch.randint(-2, 3, (z.shape[0], 1), generator=g).to(z.dtype)
@@ -76,6 +63,8 @@ def _pairwise_structure(adapter: LossAdapter, probe: Probe) -> Verdict:
 
 
 def _gradient_symmetry(adapter: LossAdapter, probe: Probe) -> Verdict:
+    if symmetry_not_applicable(adapter, probe):
+        raise NotApplicable(symmetry_not_applicable(adapter, probe))
     z = probe.points().requires_grad_(True)
     value = adapter.evaluate(z, probe.layout)
     (grad,) = torch.autograd.grad(value.sum(), z)
@@ -91,8 +80,31 @@ def _imbalance(weights: torch.Tensor) -> tuple[float, float]:
     return float(upper.sum()), float(upper.abs().sum())
 
 
+def _distances(probe: Probe) -> torch.Tensor:
+    """r_ij of the probe's points from their Gram matrix (1 - cos on unit rows)."""
+    d = torch.diagonal(probe.gram)
+    return ((d[:, None] + d[None, :]) / 2 - probe.gram).clamp_min(0.0)
+
+
+def _imbalance_hint(weights: torch.Tensor, probe: Probe, pos: float, neg: float, tol: Tolerance) -> str:
+    """The cause class the weights point to: balance in the distance sqrt(2r) (a non-linear function of r), else
+    the side that outweighs the other."""
+    in_distance, scale = _imbalance(weights * (2 * _distances(probe)).sqrt())
+    if abs(in_distance) <= tol.atol + tol.rtol * scale:
+        return ("; the weights balance in the distance d = ||z_i - z_j|| = sqrt(2r) (sum of dL/dd = "
+                f"{in_distance:.1e}) but not in r: the loss is a non-linear function of r (e.g. a triplet or margin "
+                "loss on the distance rather than its square); Theorem 2 needs dL/dr to balance, so use r or r/tau")
+    if pos + neg > 0:
+        return ("; the positives outweigh the negatives: an extra pull on positives, an unmasked self-similarity or "
+                "an extra constant logit in the denominator (its share of the softmax pushes nothing), per-anchor "
+                "weights that do not cancel, or a non-linear function of r")
+    return ("; the negatives outweigh the positives: a push term outside the softmax, the positive's gradient "
+            "scaled down or detached, per-anchor weights that do not cancel, or a non-linear function of r")
+
+
 def _balance_total(adapter: LossAdapter, probe: Probe) -> Verdict:
     found = recover_weights(adapter, probe)
+    require_finite("the loss's value or pair weights", found.value, found.pairs)
     weights = found.pairs
     _require_gradient(weights)
     total, scale = _imbalance(weights)
@@ -103,37 +115,58 @@ def _balance_total(adapter: LossAdapter, probe: Probe) -> Verdict:
     message = (f"sum over all pairs of dL/dr = {total:.3e} (positives {pos:.3e}, declared negatives {neg:.3e}, "
                f"sum |dL/dr| = {scale:.3e}); Theorem 2 needs it to be 0")
     if not ok:
-        message += ("; the loss is not balanced, so its gradient is not a covariance operator: an extra pull on "
-                    "positives, an unmasked self-similarity or an extra logit in the denominator does this")
+        message += "; the loss is not balanced, so its gradient is not a covariance operator"
+        message += _imbalance_hint(weights, probe, pos, neg, tol)
     return Verdict(ok, abs(total) / scale, tol, message)
 
 
-def _balance_per_anchor(adapter: LossAdapter, probe: Probe) -> Verdict:
-    if adapter.reduction != "none":
-        raise NotApplicable(f"the loss returns one {adapter.reduction} over anchors; a loss that can return one value "
-                            "per anchor, declared reduction='none', is checked anchor by anchor")
-    found = recover_weights(adapter, probe, per_anchor=True)
-    per_anchor = found.per_anchor
-    _require_gradient(per_anchor)
-    sums = [_imbalance(w) for w in per_anchor]
-    tol = tolerance(working_dtype(found.value, per_anchor), "gradient")
+def _per_anchor_verdict(sums: list[tuple[float, float]], anchors, tol: Tolerance, how: str, hint: str = ""
+                        ) -> Verdict:
     rel = [abs(t) / s if s > 0 else 0.0 for t, s in sums]
     worst = max(range(len(sums)), key=lambda a: rel[a])
     ok = all(abs(t) <= tol.atol + tol.rtol * s for t, s in sums)
-    return Verdict(ok, rel[worst], tol, f"worst anchor {int(probe.layout.anchors[worst])}: sum of its dL_a/dr = "
-                                        f"{sums[worst][0]:.3e} (sum |dL_a/dr| = {sums[worst][1]:.3e}); Theorem 2 "
-                                        "needs 0 for every anchor")
+    message = (f"worst anchor {int(anchors[worst])}: sum of its dL_a/dr = {sums[worst][0]:.3e} (sum |dL_a/dr| = "
+               f"{sums[worst][1]:.3e}), {how}; Theorem 2 needs 0 for every anchor")
+    if not ok:
+        message += ("; the loss balances only over the batch, not per anchor: per-anchor weights (e.g. each "
+                    "anchor's positive reweighted) that cancel only in total, or a term some anchors lack" + hint)
+    return Verdict(ok, rel[worst], tol, message)
+
+
+def _balance_per_anchor(adapter: LossAdapter, probe: Probe) -> Verdict:
+    if adapter.reduction == "none":
+        found = recover_weights(adapter, probe, per_anchor=True)
+        require_finite("the loss's per-anchor values or weights", found.value, found.per_anchor)
+        _require_gradient(found.per_anchor)
+        tol = tolerance(working_dtype(found.value, found.per_anchor), "gradient")
+        return _per_anchor_verdict([_imbalance(w) for w in found.per_anchor], probe.layout.anchors, tol,
+                                   "from the per-anchor values (reduction='none')")
+    rows = anchor_rows(adapter, probe)
+    if rows is None:
+        total = _balance_total(adapter, probe)
+        raise not_decidable(adapter, total.ok, total.message.split(";")[0])
+    sums, scales = rows
+    _require_gradient(scales)
+    tol = tolerance(working_dtype(sums), "gradient")
+    hint = ("; or the loss uses z1's points as anchors too, which the one-directional declaration says it does "
+            "not (a symmetric loss declared symmetric=False)" if probe.layout.form == "two_view" else "")
+    return _per_anchor_verdict(list(zip(sums.tolist(), scales.tolist())), probe.layout.anchors, tol,
+                               "read from its row of the pair weights (its point is in no other anchor's pairs)", hint)
 
 
 def _weights_and_roles(adapter: LossAdapter, probe: Probe):
     """(pair weights, their noise floor, its tolerance, the declared roles) for the sign and zero checks."""
     found = recover_weights(adapter, probe)
+    require_finite("the loss's value or pair weights", found.value, found.pairs)
     _require_gradient(found.pairs)
-    noise, tol = _noise_floor(found)
-    return found.pairs, noise, tol, probe.layout.roles()
+    tol = tolerance(working_dtype(found.value, found.pairs), "gradient")
+    return found.pairs, noise_floor(found.value, found.pairs), tol, probe.layout.roles()
 
 
 def _weight_signs(adapter: LossAdapter, probe: Probe) -> Verdict:
+    out_form = positive_total_signs(adapter, probe)    # several positives, "out" form: THEORY.md §5a
+    if out_form is not None:
+        return out_form
     weights, noise, tol, roles = _weights_and_roles(adapter, probe)
     wrong = ((roles == 1) & (weights < -noise)) | ((roles == -1) & (weights > noise))
     vanishing = int((((roles != 0) & (weights.abs() <= noise)).sum()) // 2)
@@ -163,45 +196,18 @@ def _undeclared_pairs(adapter: LossAdapter, probe: Probe) -> Verdict:
     return Verdict(worst <= noise, worst / float(weights.abs().max()), tol, message)
 
 
-def _stability_points(adapter: LossAdapter, layout: Layout, dim: int, seed: int) -> dict[str, torch.Tensor]:
-    g = make_generator(seed + 3)
-    n = layout.n_points
-    direction = nn.functional.normalize(torch.randn(dim, generator=g, dtype=torch.float64), dim=0)
-    aligned = direction + ALIGNED_NOISE * torch.randn(n, dim, generator=g, dtype=torch.float64) / math.sqrt(dim)
-    spread = SPREAD_NORM * torch.randn(n, dim, generator=g, dtype=torch.float64) / math.sqrt(dim)
-    return {"nearly aligned": aligned.float(), "spread": spread.float()}
-
-
-def check_stability(adapter: LossAdapter, cold: LossAdapter | None, seed: int) -> Verdict:
-    """float32, tau = STABILITY_TEMPERATURE (when the loss declares its temperature keyword): value and
-    gradient finite on nearly aligned and on spread points."""
-    used = adapter if cold is None else cold
-    layout = fitting_layout(used, used.dim, PROBE_SAMPLES[used.form])
-    dim = max(layout.n_points, used.dim or 0)
-    where = (f"tau={STABILITY_TEMPERATURE:g}" if cold is not None else
-             "its own temperature (declare temperature_kwarg to probe tau=0.01)")
-    bad = []
-    for name, points in _stability_points(used, layout, dim, seed).items():
-        z = points.requires_grad_(True)
-        value = used.evaluate(z, layout)
-        grad = torch.autograd.grad(value.sum(), z, allow_unused=True)[0] if value.requires_grad else None
-        n_bad = int((~torch.isfinite(value)).sum()) + (0 if grad is None else int((~torch.isfinite(grad)).sum()))
-        if n_bad:
-            bad.append((name, n_bad, float(value.detach().sum())))
-    if not bad:
-        return Verdict(True, 0.0, "0 non-finite values", f"float32 at {where}: value and gradient finite on nearly "
-                                                          "aligned and on spread points")
-    detail = "; ".join(f"{name} points: {n} non-finite entries (value {v:.3g})" for name, n, v in bad)
-    return Verdict(False, float(sum(n for _, n, _ in bad)), "0 non-finite values",
-                   f"float32 at {where}: {detail}; exp() of logits without subtracting their maximum overflows "
-                   "(e^(1/tau) = e^100 > 3.4e38) or underflows to 0/0: use logsumexp / cross_entropy")
-
-
 _LOSS_CHECKS = {"rotation_invariance": _rotation_invariance, "pairwise_structure": _pairwise_structure,
                 "gradient_symmetry": _gradient_symmetry, "balance_total": _balance_total,
                 "balance_per_anchor": _balance_per_anchor, "weight_signs": _weight_signs,
-                "undeclared_pairs": _undeclared_pairs, "reference_value": reference_value,
-                "reference_weights": reference_weights}
+                "undeclared_pairs": _undeclared_pairs, "declared_pairs": declared_pairs,
+                "reference_value": reference_value,
+                "reference_weights": reference_weights, "gradient_routing": gradient_routing}
+
+
+DEFAULT_SIZE_ONLY = ("gradient_routing",)
+"""Probed at the default batch size alone: the routing declaration does not change with the batch size, and its
+least-squares fit grows as n^2 D (4 s at the 384 points of a paired per-anchor loss at N = 64); the balance,
+sign and reference properties cover the larger sizes."""
 
 
 def check_loss(subject: LossSubject, prop: str, seed: int) -> CheckResult:
@@ -210,9 +216,11 @@ def check_loss(subject: LossSubject, prop: str, seed: int) -> CheckResult:
         raise BadInput(f"unknown loss property {prop!r}; known: {LOSS_PROPERTIES}")
 
     def body() -> Verdict:
-        adapter = subject.build()
         if prop == "stability_float32":
-            return check_stability(adapter, subject.at_temperature(STABILITY_TEMPERATURE), seed)
-        return _LOSS_CHECKS[prop](adapter, make_probe(adapter, seed))
+            return check_float32(subject, seed)
+        if prop in DEFAULT_SIZE_ONLY:
+            adapter = subject.build()
+            return _LOSS_CHECKS[prop](adapter, make_probe(adapter, seed, n_samples=batch_sizes(adapter)[0]))
+        return over_batches(_LOSS_CHECKS[prop], subject.build(), seed)
 
     return run_check(prop, subject.name, seed, body)

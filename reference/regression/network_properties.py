@@ -1,6 +1,7 @@
 """The theorems on a user's network, and the covariance form of a loss on it (docs/REGRESSION.md, "Your network")."""
 from __future__ import annotations
 
+import copy
 from typing import Callable
 
 import torch
@@ -15,6 +16,7 @@ from dualnet_ssl.operators import laplacian, residue
 from dualnet_ssl.regression.declarations import LossAdapter, NetAdapter
 from dualnet_ssl.regression.loading import LossSubject, NetSubject
 from dualnet_ssl.regression.probe import PROBE_SAMPLES, Probe, fitting_layout, recover_weights
+from dualnet_ssl.regression.twin import TWIN_DESCRIPTION, bias_free_twin, class_distance, distance_summary
 from dualnet_ssl.regression.verdicts import Verdict, compare, run_check
 from dualnet_ssl.results import CheckResult
 from dualnet_ssl.seeding import make_generator
@@ -28,7 +30,7 @@ PAIRS_THEOREM1 = 3
 """Pairs summed in the Theorem 1 check."""
 
 
-NET_PROPERTIES = ("theorem_class", "theorem1_pair", "theorem3_operator")
+NET_PROPERTIES = ("theorem_class", "theorem1_pair", "theorem3_operator", "bias_free_twin")
 
 
 COVARIANCE_PROPERTY = "covariance_form"
@@ -70,7 +72,12 @@ def _in_class(net_adapter: NetAdapter, seed: int) -> None:
 
 
 def _theorem_class(net_adapter: NetAdapter, seed: int) -> Verdict:
-    _in_class(net_adapter, seed)
+    try:
+        _in_class(net_adapter, seed)
+    except NotApplicable as err:
+        distance = class_distance(net_adapter.net, _inputs(net_adapter, 2 * PAIRS_THEOREM1, seed + 4))
+        raise NotApplicable(f"{err}. Distance from the class: {distance_summary(distance)}. The property "
+                            f"bias_free_twin checks the theorems on {TWIN_DESCRIPTION}") from None
     return Verdict(True, None, None, f"in the theorems' class: no biases or normalisation, and the output is "
                                      f"positively homogeneous in each of {layer_names(net_adapter.net)} (THEORY.md §1)")
 
@@ -106,8 +113,36 @@ def _theorem3_operator(net_adapter: NetAdapter, seed: int) -> Verdict:
     return _worst_over_layers(net, per_layer)
 
 
+def _twin(net_adapter: NetAdapter, seed: int) -> tuple[NetAdapter, str]:
+    """The network, or its bias-free twin when the network is outside the class; and a note that says which."""
+    try:
+        _in_class(net_adapter, seed)
+        return net_adapter, ""
+    except NotApplicable as err:
+        reason = str(err)
+    twin = NetAdapter(bias_free_twin(net_adapter.net), net_adapter.input_shape, net_adapter.name)
+    try:
+        _in_class(twin, seed)
+    except NotApplicable as err:
+        raise NotApplicable(f"the network is outside the theorems' class ({reason}), and so is {TWIN_DESCRIPTION}: "
+                            f"{err}") from None
+    distance = class_distance(net_adapter.net, _inputs(net_adapter, 2 * PAIRS_THEOREM1, seed + 4))
+    return twin, (f"checked on {TWIN_DESCRIPTION}, since the network is outside the class ({reason}); the real "
+                  f"network: {distance_summary(distance)}. ")
+
+
+def _bias_free_twin(net_adapter: NetAdapter, seed: int) -> Verdict:
+    twin, note = _twin(net_adapter, seed)
+    if not note:
+        raise NotApplicable("the network is in the theorems' class itself, so theorem1_pair and theorem3_operator "
+                            "checked it directly; no twin is needed")
+    verdicts = [_theorem1_pair(twin, seed), _theorem3_operator(twin, seed)]
+    worst = next((v for v in verdicts if not v.ok), max(verdicts, key=lambda v: v.measured))
+    return Verdict(worst.ok, worst.measured, worst.tolerance, note + worst.message)
+
+
 _NET_CHECKS = {"theorem_class": _theorem_class, "theorem1_pair": _theorem1_pair,
-               "theorem3_operator": _theorem3_operator}
+               "theorem3_operator": _theorem3_operator, "bias_free_twin": _bias_free_twin}
 
 
 def check_network(subject: NetSubject, prop: str, seed: int) -> CheckResult:
@@ -117,34 +152,63 @@ def check_network(subject: NetSubject, prop: str, seed: int) -> CheckResult:
     return run_check(prop, subject.name, seed, lambda: _NET_CHECKS[prop](subject.build(), seed), network=subject.name)
 
 
+MOMENTUM_OFFSET = 0.1
+"""Under a stop-gradient the detached points come from a second network W' = W + MOMENTUM_OFFSET * noise, as
+from a momentum encoder: the two-network form of THEORY.md §3 is then checked with W' != W."""
+
+
+def _momentum_twin(net: nn.Module, seed: int) -> nn.Module:
+    twin = copy.deepcopy(net)
+    g = make_generator(seed + 5)
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.add_(MOMENTUM_OFFSET * p.abs().mean() * torch.randn(p.shape, generator=g, dtype=torch.float64
+                                                                  ).to(p.dtype))
+    return twin
+
+
 def _covariance_form(adapter: LossAdapter, net_adapter: NetAdapter, seed: int) -> Verdict:
-    if adapter.normalises:
+    if adapter.on_unit_rows:
         raise NotApplicable(
-            "the loss normalises its inputs, so it is a function of r = 1 - cos of z/||z||; z -> z/||z|| is not "
-            "positively homogeneous of degree 1 and lies outside the theorems' network class, so dL/dw_l = "
-            "1/2 sum_ij s_ij (K_i - K_j)(K_i - K_j)^T w_l does not apply. Checked instead, on the unit sphere: "
-            "pair structure, balance, signs and the reference value and weights")
-    _in_class(net_adapter, seed)
+            "the loss sees unit rows (it normalises, or its caller does: unit_inputs), so it is a function of "
+            "r = 1 - cos of z/||z||; z -> z/||z|| is not positively homogeneous of degree 1 and lies outside the "
+            "theorems' network class, so dL/dw_l = 1/2 sum_ij s_ij (K_i - K_j)(K_i - K_j)^T w_l does not apply. "
+            "Checked instead, on the unit sphere: pair structure, balance, signs and the reference value and weights")
+    net_adapter, note = _twin(net_adapter, seed)
     net = net_adapter.net
     n_out = net(_inputs(net_adapter, 1, seed)).shape[-1]
     if adapter.dim is not None and adapter.dim != n_out:
         raise NotApplicable(f"the loss declares dim={adapter.dim} but the network has {n_out} outputs")
     layout = fitting_layout(adapter, n_out, PROBE_SAMPLES[adapter.form])
-    x = _inputs(net_adapter, layout.n_points, seed)
-    z = net(x).detach().double()
+    x, live = _inputs(net_adapter, layout.n_points, seed), layout.live
+    keys = _momentum_twin(net, seed) if layout.routed else net     # detached points: a second network
+
+    def outputs() -> torch.Tensor:
+        z = net(x)
+        return torch.where(live[:, None], z, keys(x).detach()) if layout.routed else z
+
+    z = outputs().detach().double()
     try:
-        weights = recover_weights(adapter, Probe(layout, z @ z.T, n_out, seed)).pairs
+        flow = recover_weights(adapter, Probe(layout, z @ z.T, n_out, seed)).flow
     except torch.linalg.LinAlgError:
         raise NotApplicable(f"the network maps the {layout.n_points} probe inputs to linearly dependent outputs, "
                             "so the pair weights cannot be read off the Gram matrix") from None
+    two = " (two-network form: gradient into the live points only, THEORY.md §3, §5a)" if layout.routed else ""
 
     def per_layer(name: str) -> Verdict:
-        actual = _layer_gradient(net, name, adapter.evaluate(net(x), layout).sum())
-        return compare(actual, covariance_times(net, name, x, weights), kind="gradient",
-                        what="dL/dw_l (autograd) vs 1/2 sum_ij s_ij (K_i - K_j)(K_i - K_j)^T w_l with the recovered "
-                             f"pair weights s (Theorems 1 and 3-4; {layout.n_points} points)")
+        actual = _layer_gradient(net, name, adapter.evaluate(outputs(), layout).sum())
+        w = dict(net.named_parameters())[name].detach().flatten()
+        w_keys = dict(keys.named_parameters())[name].detach().flatten()
+        by_jvp = torch.where(live[:, None], connection_transpose_times(net, x, name, w),
+                             connection_transpose_times(keys, x, name, w_keys))     # K_l(x_i; W_i)^T w_i
+        cotangent = (torch.diag(flow.sum(1)) - flow).to(by_jvp.dtype) @ by_jvp       # sum_j s_ij (z_i - z_j)
+        expected = connection_times(net, x[live], name, cotangent[live])
+        return compare(actual, expected, kind="gradient",
+                       what="dL/dw_l (autograd) vs sum_i K_l(x_i) sum_j s_ij (K_l(x_i)^T w_l - K_l(x_j)^T w_l) with "
+                            f"the recovered pair weights s (Theorems 1 and 3-4{two}; {layout.n_points} points)")
 
-    return _worst_over_layers(net, per_layer)
+    v = _worst_over_layers(net, per_layer)
+    return Verdict(v.ok, v.measured, v.tolerance, note + v.message)
 
 
 def check_covariance_form(loss: LossSubject, net: NetSubject, seed: int) -> CheckResult:

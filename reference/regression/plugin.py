@@ -29,8 +29,8 @@ from dualnet_ssl.results import STATUSES, CheckResult
 from dualnet_ssl.seeding import derive_seed
 
 SUBJECT_OPTIONS = ("--ssl-loss", "--ssl-model")
-OPTIONS = ("--ssl-loss", "--ssl-loss-kwargs", "--ssl-loss-declares", "--ssl-model", "--ssl-model-kwargs",
-           "--ssl-model-input", "--ssl-seeds")
+OPTIONS = ("--ssl-loss", "--ssl-loss-kwargs", "--ssl-loss-declares", "--ssl-batch", "--ssl-model",
+           "--ssl-model-kwargs", "--ssl-model-input", "--ssl-seeds")
 REPORT_FORMAT = "dualnet-ssl-regression/2"
 
 _RECORDS = pytest.StashKey[list]()
@@ -47,6 +47,9 @@ def pytest_addoption(parser):
     group.addoption("--ssl-loss-declares", metavar="JSON", default=None,
                     help="the declaration of a bare loss callable, e.g. '{\"form\": \"two_view\", \"symmetric\": "
                          "false, \"same_view_negatives\": false, \"normalises\": true}'")
+    group.addoption("--ssl-batch", type=int, default=None, metavar="N",
+                    help="probe the loss at N samples only (a loss built for one batch size); by default it is "
+                         "probed at several sizes, one of them 64 (same as batch_size in the declaration)")
     group.addoption("--ssl-model", metavar="PKG.MOD:FACTORY", default=None,
                     help="your network factory (an nn.Module or dualnet_ssl.regression.NetAdapter)")
     group.addoption("--ssl-model-kwargs", metavar="JSON", default=None,
@@ -74,12 +77,15 @@ def _load_subjects(config) -> dict:
     if opt("--ssl-seeds") < 1:
         raise pytest.UsageError(f"--ssl-seeds must be >= 1, got {opt('--ssl-seeds')}")
     try:
-        loss = load_loss(opt("--ssl-loss"), opt("--ssl-loss-kwargs"), opt("--ssl-loss-declares")) \
-            if opt("--ssl-loss") else None
+        loss = load_loss(opt("--ssl-loss"), opt("--ssl-loss-kwargs"), opt("--ssl-loss-declares"),
+                         opt("--ssl-batch")) if opt("--ssl-loss") else None
         net = load_net(opt("--ssl-model"), opt("--ssl-model-kwargs"), opt("--ssl-model-input")) \
             if opt("--ssl-model") else None
     except BadInput as err:
         raise pytest.UsageError(f"regression-check mode: {err}") from None
+    except Exception as err:   # anything else while loading is still the user's input: one usage error, no crash
+        raise pytest.UsageError(f"regression-check mode: loading the subjects failed: {type(err).__name__}: "
+                                f"{err}") from None
     return {"loss": loss, "net": net}
 
 

@@ -15,13 +15,15 @@ import torch
 from torch import nn
 
 from dualnet_ssl.errors import BadInput, NotApplicable
-from dualnet_ssl.losses import infonce_weights
-from dualnet_ssl.regression.declarations import Layout, LossAdapter, anchor_distances, anchor_weight
+from dualnet_ssl.regression.declarations import Layout, LossAdapter
+from dualnet_ssl.regression.signatures import all_but_one
 from dualnet_ssl.seeding import make_generator
 
 
-PROBE_SAMPLES = {"two_view": 6, "per_anchor": 4}
-"""Samples N per probe: 12 points for a two-view batch; 4 queries + 4 positives + negatives per anchor."""
+PROBE_SAMPLES = {"two_view": 6, "per_anchor": 4, "queue": 4, "bank": 4, "concat": 6, "indexes": 6, "views": 6,
+                 "views_labels": 6}
+"""Samples N per probe (a declared ``batch_size`` replaces it): 12 points for a two-view batch; 4 queries +
+4 positives + negatives per anchor; V N points for the multi-view forms."""
 
 
 POSITIVE_NOISE = 1.0
@@ -50,20 +52,24 @@ class Probe:
 
 
 def fitting_layout(adapter: LossAdapter, n_points_max: int | None, n_samples: int) -> Layout:
-    """The probe layout with the most samples (at most ``n_samples``) whose points fit in ``n_points_max``."""
-    for n in range(n_samples, 1, -1):
+    """The probe layout with the most samples (at most ``n_samples``) whose points fit in ``n_points_max``;
+    exactly ``adapter.batch_size`` samples when the loss declares a fixed batch size."""
+    sizes = [adapter.batch_size] if adapter.batch_size else range(n_samples, 1, -1)
+    for n in sizes:
         layout = adapter.layout(n)
         if n_points_max is None or layout.n_points <= n_points_max:
             return layout
+    smallest = adapter.layout(sizes[-1] if adapter.batch_size else 2 * adapter.per_class)
     raise NotApplicable(f"pair weights are identifiable only with at least as many embedding dimensions as points; "
-                        f"{n_points_max} dimensions are fewer than the {adapter.layout(2).n_points} points of the "
-                        "smallest batch (2 samples)")
+                        f"{n_points_max} dimensions are fewer than the {smallest.n_points} points of the "
+                        f"smallest batch ({smallest.n_samples} samples)")
 
 
 def make_probe(adapter: LossAdapter, seed: int, dtype: torch.dtype = torch.float64,
                n_samples: int | None = None) -> Probe:
     """Points with positives nearer each other than negatives, spread over about one temperature; for a loss that
-    normalises, unit rows with cosines around 0. ``n_samples`` (default ``PROBE_SAMPLES``) sets the batch size."""
+    normalises (or whose caller does, ``unit_inputs``), unit rows with cosines around 0. ``n_samples`` (default
+    ``PROBE_SAMPLES``; a declared ``batch_size`` overrides both) sets the batch size."""
     layout = fitting_layout(adapter, adapter.dim, n_samples or PROBE_SAMPLES[adapter.form])
     n = layout.n_points
     g = make_generator(seed)
@@ -71,7 +77,7 @@ def make_probe(adapter: LossAdapter, seed: int, dtype: torch.dtype = torch.float
     noise = torch.randn(n, n, generator=g, dtype=torch.float64)
     z = (centres[layout.groups] + POSITIVE_NOISE * noise) / math.sqrt(n * (1 + POSITIVE_NOISE ** 2))
     spread = 1.0 if adapter.temperature is None else min(1.0, TEMPERATURE_SPREAD * math.sqrt(adapter.temperature))
-    if adapter.normalises:
+    if adapter.on_unit_rows:
         # nearly orthogonal unit rows (cos about 0, as for random embeddings) plus the structure above
         z = nn.functional.normalize(torch.eye(n, dtype=torch.float64) + spread * nn.functional.normalize(z, dim=1),
                                     dim=1)
@@ -85,6 +91,8 @@ class PairWeights:
     value: torch.Tensor                  # the loss at the probe: scalar, or (A,) per anchor
     pairs: torch.Tensor                  # (n, n) symmetric, zero diagonal: dL/dr_ij
     per_anchor: torch.Tensor | None      # (A, n, n): dL_a/dr_ij, when the loss returns per-anchor values
+    flow: torch.Tensor | None = None     # (n, n): row i, the weights in dL/dz_i (zero for a detached point)
+    residual: float = 0.0                # share of the live points' gradient no pair weight explains
 
 
 def pair_weights_from_gram_gradient(grad: torch.Tensor) -> torch.Tensor:
@@ -93,9 +101,73 @@ def pair_weights_from_gram_gradient(grad: torch.Tensor) -> torch.Tensor:
     return weights - torch.diag(torch.diagonal(weights))
 
 
+def pair_gradients(z: torch.Tensor, adapter: LossAdapter) -> torch.Tensor:
+    """(n, n, D): entry (i, j) is dr_ij/dz_i for the distance the loss sees: 1/2||z_i - z_j||^2, 1 - z_i.z_j on
+    unit-row inputs, 1 - cos when the loss normalises."""
+    if adapter.unit_inputs:
+        return -z[None, :, :].expand(z.shape[0], -1, -1)
+    if not adapter.normalises:
+        return z[:, None, :] - z[None, :, :]
+    norm = z.norm(dim=1)
+    cos = (z @ z.T) / (norm[:, None] * norm[None, :])
+    return -(z[None, :, :] / (norm[:, None, None] * norm[None, :, None]) - cos[:, :, None] * z[:, None, :]
+             / norm[:, None, None] ** 2)
+
+
+def flow_from_point_gradients(grads: torch.Tensor, z: torch.Tensor, adapter: LossAdapter, live: torch.Tensor
+                              ) -> tuple[torch.Tensor, float]:
+    """Solve dL/dz_i = sum_j w_ij dr_ij/dz_i for every live point i (docs/THEORY.md §5a): D >= n points in
+    general position make the n - 1 vectors dr_ij/dz_i independent, so the w_ij are determined. ``grads`` is
+    (n, D), or (K, n, D) for K scalars at once. Returns the flow, (n, n) or (K, n, n) (row i: the weights in
+    dL/dz_i; zero rows for detached points), and the share of the live points' gradient the fit leaves unexplained."""
+    n = z.shape[0]
+    others = all_but_one(n)
+    basis = pair_gradients(z.double(), adapter)[torch.arange(n)[:, None], others].transpose(1, 2)   # (n, D, n-1)
+    g = grads.double().reshape(-1, n, z.shape[1]).permute(1, 2, 0)                                  # (n, D, K)
+    solution = torch.linalg.lstsq(basis, g).solution                                                # (n, n-1, K)
+    unexplained = (g - basis @ solution)[live].norm(dim=1)
+    peak = float(g[live].norm(dim=1).max()) if bool(live.any()) else 0.0
+    flow = torch.zeros(g.shape[2], n, n, dtype=torch.float64)
+    flow[:, torch.arange(n)[:, None], others] = solution.permute(2, 0, 1)
+    flow[:, ~live] = 0.0
+    return flow.reshape(*grads.shape[:-2], n, n), (float(unexplained.max()) / peak if peak > 0 else 0.0)
+
+
+def _routed_pairs(flow: torch.Tensor, adapter: LossAdapter, live: torch.Tensor) -> torch.Tensor:
+    """Pair weights from the flow: with the gradient into the anchors only, each anchor's terms send their
+    weight into the anchor alone, so a pair's weight is the sum of both ends' parts; otherwise each live end
+    receives the whole weight, and the live ends' readings are averaged."""
+    if adapter.gradient_to == "anchors":
+        return flow + flow.T
+    ends = live.double()[:, None] + live.double()[None, :]
+    return (flow + flow.T) / ends.clamp_min(1.0)
+
+
+def _routed_weights(adapter: LossAdapter, probe: Probe, per_anchor: bool) -> PairWeights:
+    live = probe.layout.live
+    z = probe.points().detach().clone().requires_grad_(True)
+    value = adapter.evaluate(z, probe.layout)
+    if not value.requires_grad:
+        raise BadInput("the loss's value does not depend differentiably on its inputs (no autograd graph)")
+
+    def grad_of(scalar: torch.Tensor) -> torch.Tensor:
+        (grad,) = torch.autograd.grad(scalar, z, retain_graph=True, allow_unused=True)
+        return torch.zeros_like(z) if grad is None else grad
+
+    flow, residual = flow_from_point_gradients(grad_of(value.sum()), z.detach(), adapter, live)
+    anchors = None
+    if per_anchor and adapter.reduction == "none":
+        flows, _ = flow_from_point_gradients(torch.stack([grad_of(v) for v in value]), z.detach(), adapter, live)
+        anchors = torch.stack([_routed_pairs(f, adapter, live) for f in flows])
+    return PairWeights(value.detach(), _routed_pairs(flow, adapter, live), anchors, flow, residual)
+
+
 def recover_weights(adapter: LossAdapter, probe: Probe, per_anchor: bool = False) -> PairWeights:
-    """The loss's value and its weight dL/dr on every pair of the probe, by autograd through cholesky(G);
-    with ``per_anchor`` (and a loss declared reduction='none') also each anchor's own weights."""
+    """The loss's value and its weight dL/dr on every pair of the probe; with ``per_anchor`` (and a loss declared
+    reduction='none') also each anchor's own weights. By autograd through cholesky(G) when gradient flows into
+    every point; from each live point's gradient when the declaration routes it (docs/THEORY.md §5a)."""
+    if adapter.gradient_to == "anchors" or probe.layout.routed:
+        return _routed_weights(adapter, probe, per_anchor)
     gram = probe.gram.detach().clone().requires_grad_(True)
     value = adapter.evaluate(probe.points(gram), probe.layout)
     if not value.requires_grad:
@@ -106,21 +178,16 @@ def recover_weights(adapter: LossAdapter, probe: Probe, per_anchor: bool = False
         return pair_weights_from_gram_gradient(torch.zeros_like(gram) if grad is None else grad)
 
     anchors = torch.stack([weights_of(v) for v in value]) if per_anchor and adapter.reduction == "none" else None
-    return PairWeights(value.detach(), weights_of(value.sum()), anchors)
+    pairs = weights_of(value.sum())
+    return PairWeights(value.detach(), pairs, anchors, pairs)
 
 
 def assemble_pair_weights(layout: Layout, beta: torch.Tensor, beta_k: torch.Tensor, scale: float) -> torch.Tensor:
     """(n, n) dL/dr_ij from per-anchor weights: ``scale * beta_a`` on (a, positive), ``-scale * beta_ak`` on
     (a, negative k), summed over the anchors that share a pair (THEORY.md §5 sign convention)."""
     weights = torch.zeros(layout.n_points, layout.n_points, dtype=beta.dtype)
-    weights.index_put_((layout.anchors, layout.positives), scale * beta, accumulate=True)
-    weights.index_put_((layout.anchors[:, None].expand_as(layout.negatives), layout.negatives), -scale * beta_k,
-                       accumulate=True)
+    anchors = layout.anchors[:, None]
+    weights.index_put_((anchors.expand_as(layout.positives), layout.positives), scale * beta.reshape(
+        layout.positives.shape), accumulate=True)
+    weights.index_put_((anchors.expand_as(layout.negatives), layout.negatives), -scale * beta_k, accumulate=True)
     return weights + weights.T
-
-
-def reference_pair_weights(adapter: LossAdapter, layout: Layout, z: torch.Tensor) -> torch.Tensor:
-    """dL/dr_ij of the declared NT-Xent/InfoNCE (L_nce^tau / tau per anchor) in closed form (THEORY.md §5)."""
-    tau = float(adapter.temperature)
-    beta, beta_k = infonce_weights(*anchor_distances(layout, z, adapter.normalises), tau=tau)
-    return assemble_pair_weights(layout, beta, beta_k, anchor_weight(layout, adapter.reduction) / tau)

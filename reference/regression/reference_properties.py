@@ -1,37 +1,111 @@
-"""Value and pair weights of a declared loss against its reference (docs/REGRESSION.md, "The properties")."""
+"""Value and pair weights of a declared loss against its reference, times its declared ``scale``
+(docs/REGRESSION.md, "The properties"; docs/THEORY.md §4, §5 and §5a).
+
+References, per anchor, with logits ``-r/tau`` (``r = 1 - cos`` on unit rows, so ``cos/tau`` up to a constant):
+
+- ``infonce``: ``-log softmax`` at the one positive, over the positive and the negatives: ``L_nce^tau / tau``;
+- ``supcon_out``: the mean over the positives of ``-log softmax`` over every other point ("out" form, §5a);
+- ``supcon_in``: ``-log`` of the softmax mass of all positives ("in" form, §5a).
+"""
 from __future__ import annotations
 
+import torch
+
 from dualnet_ssl.errors import NotApplicable
-from dualnet_ssl.losses import infonce
-from dualnet_ssl.regression.declarations import LossAdapter, PairLossBatch, reduce_anchors
-from dualnet_ssl.regression.probe import Probe, recover_weights, reference_pair_weights
+from dualnet_ssl.losses import infonce_weights, pair_distance
+from dualnet_ssl.regression.declarations import Layout, LossAdapter, anchor_distances, anchor_weight, reduce_anchors
+from dualnet_ssl.regression.probe import Probe, assemble_pair_weights, recover_weights
 from dualnet_ssl.regression.verdicts import Verdict, compare
+
+NAMES = {"infonce": "NT-Xent/InfoNCE (L_nce/tau)", "supcon_out": "SupCon, 'out' form",
+         "supcon_in": "SupCon, 'in' form"}
 
 
 def _require_reference(adapter: LossAdapter) -> None:
     if adapter.reference is None:
-        raise NotApplicable("the adapter declares no reference loss; declare reference='infonce' with its temperature "
-                            "to compare value and weights with L_nce^tau / tau (THEORY.md §4)")
+        raise NotApplicable("the adapter declares no reference loss; declare reference='infonce' (or 'supcon_out', "
+                            "'supcon_in' with several positives) and its temperature to compare value and weights "
+                            "(THEORY.md §4, §5a)")
+
+
+def anchor_reference(reference: str, tau: float, r_pos: torch.Tensor, r_neg: torch.Tensor) -> torch.Tensor:
+    """(A,) reference loss per anchor from r_+ (A,) or (A, P) and r_- (A, H)."""
+    r_pos = r_pos.reshape(len(r_neg), -1)
+    pos, every = -r_pos / tau, torch.cat([-r_pos, -r_neg], dim=1) / tau
+    log_z = torch.logsumexp(every, dim=1)
+    if reference == "supcon_in":
+        return log_z - torch.logsumexp(pos, dim=1)
+    return (log_z[:, None] - pos).mean(dim=1)
+
+
+def reference_loss(adapter: LossAdapter, layout: Layout, z: torch.Tensor) -> torch.Tensor:
+    """The declared reference at points ``z`` with the declared reduction (without ``scale``)."""
+    values = anchor_reference(adapter.reference, float(adapter.temperature),
+                              *anchor_distances(layout, z, adapter.on_unit_rows))
+    return reduce_anchors(values, adapter.reduction)
+
+
+def reference_pair_weights(adapter: LossAdapter, layout: Layout, z: torch.Tensor) -> torch.Tensor:
+    """dL/dr_ij of the declared reference (without ``scale``): closed form for InfoNCE (THEORY.md §5), autograd
+    of the definition above for the supervised-contrastive forms (§5a)."""
+    tau, weight = float(adapter.temperature), anchor_weight(layout, adapter.reduction)
+    if adapter.reference == "infonce":
+        r_pos, r_neg = anchor_distances(layout, z, adapter.on_unit_rows)
+        beta, beta_k = infonce_weights(r_pos, r_neg, tau=tau)
+        return assemble_pair_weights(layout, beta, beta_k, weight / tau)
+    unit = torch.nn.functional.normalize(z, dim=-1) if adapter.on_unit_rows else z
+    r = pair_distance(unit[:, None, :], unit[None, :, :]).detach().requires_grad_(True)
+    anchors = layout.anchors[:, None]
+    total = anchor_reference(adapter.reference, tau, r[anchors, layout.positives], r[anchors, layout.negatives])
+    (grad,) = torch.autograd.grad(weight * total.sum(), r)
+    return (grad + grad.T) * (1 - torch.eye(len(r), dtype=grad.dtype))
+
+
+def _what(adapter: LossAdapter) -> str:
+    factor = f"{adapter.scale:g} x " if adapter.scale is not None else ""
+    return f"{factor}{NAMES[adapter.reference]} (tau={adapter.temperature:g})"
+
+
+def _constant_factor(adapter: LossAdapter, probe: Probe) -> float | None:
+    """c when the loss equals c x its reference in value and in every pair weight (c != the declared scale)."""
+    z = probe.points()
+    got, want = adapter.evaluate(z, probe.layout).detach().double(), reference_loss(adapter, probe.layout, z)
+    c = float((got * want).sum() / (want * want).sum())
+    if not c > 0 or abs(c - (adapter.scale or 1.0)) < 1e-9:
+        return None
+    weights = recover_weights(adapter, probe)
+    same = (compare(got, c * want, kind="exact", what="").ok and
+            compare(weights.pairs, c * reference_pair_weights(adapter, probe.layout, z), kind="gradient", what="",
+                    also=(weights.value,)).ok)
+    return c if same else None
+
+
+def _with_hint(v: Verdict, adapter: LossAdapter, probe: Probe, hint: str) -> Verdict:
+    if v.ok:
+        return v
+    c = _constant_factor(adapter, probe)
+    if c is not None:
+        hint = (f"; it matches {NAMES[adapter.reference]} x {c:.6g} in value and in every pair weight: a constant "
+                f"factor (THEORY.md §5a). If it is deliberate, declare scale={c:.6g}")
+    return Verdict(False, v.measured, v.tolerance, v.message + hint)
 
 
 def reference_value(adapter: LossAdapter, probe: Probe) -> Verdict:
     _require_reference(adapter)
     z = probe.points()
-    expected = PairLossBatch(infonce(adapter.temperature), adapter, 1.0 / adapter.temperature)
-    want = reduce_anchors(expected.values(probe.layout, z), adapter.reduction)
+    want = (adapter.scale or 1.0) * reference_loss(adapter, probe.layout, z)
     v = compare(adapter.evaluate(z, probe.layout), want, kind="exact",
-                 what=f"loss value vs reference L_nce/tau (tau={adapter.temperature:g}, {adapter.reduction} over "
-                      f"{probe.layout.anchors.numel()} anchors)")
-    hint = ("; a wrong temperature (applied twice?), a sum where mean is declared, or a masking bug changes the "
-            "value")
-    return Verdict(v.ok, v.measured, v.tolerance, v.message + ("" if v.ok else hint))
+                what=f"loss value vs reference {_what(adapter)}, {adapter.reduction} over "
+                     f"{probe.layout.anchors.numel()} anchors")
+    return _with_hint(v, adapter, probe, "; a wrong temperature (applied twice?), a sum where mean is declared, or "
+                                         "a masking bug changes the value")
 
 
 def reference_weights(adapter: LossAdapter, probe: Probe) -> Verdict:
     _require_reference(adapter)
     got = recover_weights(adapter, probe)
-    v = compare(got.pairs, reference_pair_weights(adapter, probe.layout, probe.points()), kind="gradient",
-                 what=f"per-pair weights dL/dr vs reference L_nce/tau (tau={adapter.temperature:g}), pair (i, j)",
-                 also=(got.value,))
-    hint = "; the value may agree while the gradient does not: a detach() or a block-wise normalisation shows here"
-    return Verdict(v.ok, v.measured, v.tolerance, v.message + ("" if v.ok else hint))
+    want = (adapter.scale or 1.0) * reference_pair_weights(adapter, probe.layout, probe.points())
+    v = compare(got.pairs, want, kind="gradient", also=(got.value,),
+                what=f"per-pair weights dL/dr vs reference {_what(adapter)}, pair (i, j)")
+    return _with_hint(v, adapter, probe, "; the value may agree while the gradient does not: a detach() or a "
+                                         "block-wise normalisation shows here")

@@ -20,6 +20,19 @@ class Verdict:
     measured: float | None
     tolerance: Tolerance | str | None
     message: str
+    where: str = ""
+
+
+class NonFinite(ValueError):
+    """The loss returned NaN or inf (value or gradient) on finite probe points: a failure, never a pass."""
+
+
+def require_finite(what: str, *tensors: torch.Tensor) -> None:
+    """Raise ``NonFinite`` naming ``what`` when any tensor holds NaN or inf (NaN compares false, so it must be
+    caught before any ``<=`` test could let it pass)."""
+    bad = sum(int((~torch.isfinite(t)).sum()) for t in tensors if t is not None)
+    if bad:
+        raise NonFinite(f"{what} has {bad} non-finite entries (NaN or inf) at finite probe points")
 
 
 def _tolerance_fields(tol: Tolerance | str | None) -> tuple[str | None, str | None]:
@@ -37,11 +50,14 @@ def run_check(prop: str, subject: str, seed: int, body: Callable[[], Verdict], n
             v = body()
     except NotApplicable as err:
         return CheckResult(status="not_applicable", message=str(err), **common)
+    except NonFinite as err:
+        return CheckResult(status="fail", message=f"{err}; NaN or inf never passes a property", **common)
     except Exception as err:   # the user's code raised, or returned something unusable: report, never crash
         return CheckResult(status="fail", message=f"the check could not run: {type(err).__name__}: {err}", **common)
     tol, reason = _tolerance_fields(v.tolerance)
-    return CheckResult(status="pass" if v.ok else "fail", message=v.message, measured=v.measured, tolerance=tol,
-                       tolerance_reason=reason, **common)
+    ok = v.ok and (v.measured is None or math.isfinite(v.measured))   # a non-finite figure never passes
+    return CheckResult(status="pass" if ok else "fail", message=v.message, measured=v.measured, tolerance=tol,
+                       tolerance_reason=reason, where=v.where, **common)
 
 
 def working_dtype(*tensors: torch.Tensor) -> torch.dtype:

@@ -1,0 +1,102 @@
+"""Checks for the conventions of real code (docs/THEORY.md §5a): gradient routing, several positives per anchor,
+inputs that are unit rows. ``loss_properties`` calls these; each returns a ``Verdict`` or raises NotApplicable.
+"""
+from __future__ import annotations
+
+import torch
+
+from dualnet_ssl.errors import NotApplicable
+from dualnet_ssl.regression.declarations import LossAdapter
+from dualnet_ssl.regression.probe import Probe, flow_from_point_gradients, recover_weights
+from dualnet_ssl.regression.verdicts import Verdict, working_dtype
+from dualnet_ssl.tolerances import tolerance
+
+UNIT_INPUTS_REASON = ("the loss declares unit_inputs=True: its caller L2-normalises, so it is defined on unit rows "
+                      "only and need not be invariant to rescaling or translating them; it is probed on unit rows "
+                      "(r = 1 - cos), and rotation invariance, balance, signs and the reference still apply")
+
+ROUTED_SYMMETRY_REASON = ("the declaration routes the gradient (gradient_to='anchors' or detached negatives, THEORY.md "
+                          "§5a), so Z^T dL/dZ is not symmetric by design; the property gradient_routing checks the "
+                          "routed gradient instead")
+
+
+def symmetry_not_applicable(adapter: LossAdapter, probe: Probe) -> str | None:
+    """Why gradient_symmetry does not apply to this declaration, or None when it does."""
+    return ROUTED_SYMMETRY_REASON if adapter.gradient_to == "anchors" or probe.layout.routed else None
+
+
+def _points(mask: torch.Tensor) -> str:
+    idx = torch.nonzero(mask).flatten().tolist()
+    return ", ".join(map(str, idx[:8])) + (", ..." if len(idx) > 8 else "")
+
+
+def gradient_routing(adapter: LossAdapter, probe: Probe) -> Verdict:
+    """The gradient reaches the points declared live, and each live point's gradient is a weighted sum of its
+    pair directions dr_ij/dz_i (docs/THEORY.md §5a), so the pair weights are read off it exactly."""
+    layout = probe.layout
+    z = probe.points().detach().clone().requires_grad_(True)
+    value = adapter.evaluate(z, layout)
+    grad = torch.autograd.grad(value.sum(), z, allow_unused=True)[0] if value.requires_grad else None
+    if grad is None or not bool((grad != 0).any()):
+        raise NotApplicable("the loss's gradient is zero at every point of the probe; rerun with another seed")
+    tol = tolerance(working_dtype(value, grad), "gradient")
+    norms = grad.double().norm(dim=1)
+    noise = tol.atol + tol.rtol * float(norms.max())
+    live, reached = layout.live, norms > noise
+    if not bool((reached & live).any()):
+        return Verdict(False, 1.0, tol, f"no gradient reaches the points declared live ({_points(live)}); it flows "
+                                        f"only into points declared detached ({_points(reached & ~live)}): the "
+                                        f"stop-gradient is on the wrong side (declared: {adapter.describe()})")
+    _, residual = flow_from_point_gradients(grad, z.detach(), adapter, live)
+    notes = []
+    if bool((reached & ~live).any()):
+        notes.append(f"the loss itself passes gradient into points declared detached ({_points(reached & ~live)}); "
+                     "they are ignored, as the declared stop-gradient does in training")
+    if bool((live & ~reached).any()):
+        notes.append(f"points declared live receive no gradient ({_points(live & ~reached)}): inactive margins do "
+                     "this; so does a detach(): if it is by design, declare gradient_to or detached_negatives")
+    message = (f"gradient reaches {int((reached & live).sum())} of {int(live.sum())} live points; share of it not "
+               f"explained by pair weights: {residual:.3e}" + "".join("; " + n for n in notes))
+    if residual > tol.rtol:
+        message += ("; the gradient is not that of a function of pairwise distances (of 1 - cos on unit rows): "
+                    "check normalises/unit_inputs, or a term that depends on the raw coordinates")
+    return Verdict(residual <= tol.rtol, residual, tol, message)
+
+
+def positive_total_signs(adapter: LossAdapter, probe: Probe) -> Verdict | None:
+    """Signs in the "out" form of several positives (docs/THEORY.md §5a): every negative weight < 0, and each
+    anchor's positive total >= 0 (the batch's, when per-anchor weights are not observable), since one positive may
+    be repelled by design. None when every positive weight must itself be > 0 (one positive, or the "in" form)."""
+    if adapter.positives_per_anchor == 1 or adapter.reference == "supcon_in":
+        return None
+    layout = probe.layout
+    found = recover_weights(adapter, probe, per_anchor=True)
+    weights = found.pairs
+    if not bool((weights != 0).any()):
+        raise NotApplicable("the loss's gradient is zero on every pair of the probe; rerun with another seed")
+    tol = tolerance(working_dtype(found.value, weights), "gradient")
+    peak = float(weights.abs().max())
+    noise = tol.atol + tol.rtol * peak
+    roles = layout.roles()
+    wrong_neg = (roles == -1) & (weights > noise)
+    if found.per_anchor is not None or adapter.gradient_to == "anchors":
+        own = (found.per_anchor[torch.arange(len(layout.anchors)), layout.anchors] if found.per_anchor is not None
+               else found.flow[layout.anchors])
+        totals, scope = own.gather(1, layout.positives).sum(1), "each anchor's positive total"
+    else:
+        totals, scope = torch.triu(weights * (roles == 1), diagonal=1).sum().reshape(1), "the batch's positive total"
+    repelled = int(((roles == 1) & (weights < -noise)).sum()) // 2
+    message = (f"'out' form, {adapter.positives_per_anchor} positives per anchor (THEORY.md §5a): {scope} >= 0 "
+               f"(smallest {float(totals.min()):.3e}) and every negative weight < 0; {repelled} positive pairs "
+               "repelled, which the 'out' form allows")
+    if bool(wrong_neg.any()):
+        i, j = (int(k) for k in torch.nonzero(wrong_neg)[0])
+        return Verdict(False, float(weights[wrong_neg].max()) / peak, tol,
+                       f"{int(wrong_neg.sum()) // 2} declared negative pairs are attracted; e.g. pair ({i}, {j}) has "
+                       f"dL/dr = {float(weights[i, j]):.3e} > 0 (Theorem 2: < 0 on negatives); check the labels' "
+                       f"mask (declared: {adapter.describe()})")
+    if float(totals.min()) < -noise:
+        return Verdict(False, -float(totals.min()) / peak, tol, message.replace(">= 0 (smallest", "< 0 (smallest", 1)
+                       + "; the positives are pushed apart overall: a sign error, or positives taken from the "
+                         "wrong mask")
+    return Verdict(True, 0.0, tol, message)
