@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from dualnet_ssl.regression import LossSubject, per_anchor, two_view
 
 POSITIVE_PULL = 0.5
-"""Strength of the extra pull on positives (the official code's beta != 0 option, THEORY.md §5)."""
+"""Strength of the extra pull on positives (the official code's beta != 0 option, docs/THEORY.md §5)."""
 
 CHUNK = 32
 """Rows (or columns) per chunk in the chunked variants: one chunk at N <= 16, several at N = 19 and 64."""
@@ -44,7 +44,8 @@ MUTATIONS = {
     "softmax_then_log": "stability_float32",      # -log(softmax(.)[pos]): inf once the share underflows float32
     "half_precision": "stability_float32",        # similarities in float16 when given float32
     "bfloat16": "stability_float32",              # similarities in bfloat16 when given float32
-    "float32_clamp": "stability_float32",         # exp(logits) clamped to the dtype's max: saturates in float32
+    # "float32_clamp" (exp clamped to the dtype's max) saturates only where 1/tau > 88: tests/test_regression_verdicts.py
+    # checks it at a declared tau of 0.5 (non-finite on the nearly aligned points at 0.01) and of 0.01.
     "chunked_mask": "balance_total",              # later row chunks mask the wrong column (only at N > 16)
     "chunked_logsumexp": "reference_value",       # column chunks' log-sum-exps added, not combined (N > 16)
     "capped_negatives": "declared_pairs",         # at most MAX_NEGATIVES negatives per anchor (N = 64)

@@ -108,7 +108,7 @@ def test_two_view_losses_match_their_definitions(seed):
 
 
 def test_main_term_only_equals_infonce_gradient_without_augmentation_and_differs_with_it(seed):
-    """With identical views the residue is 0 (THEORY.md §7), so the detached-weight loss has InfoNCE's gradient."""
+    """With identical views the residue is 0 (docs/THEORY.md §7), so the detached-weight loss has InfoNCE's gradient."""
     g = make_generator(seed)
     z = torch.randn(5, 3, generator=g, dtype=torch.float64)
     noise = 0.3 * torch.randn(5, 3, generator=g, dtype=torch.float64)

@@ -57,7 +57,7 @@ def nt_xent_unit(z0, z1, tau=0.2, bug=None, factor=1.0):
 
 
 def supcon(z, labels, tau=0.2, form="out", bug=None):
-    """Supervised contrastive loss over rows z (M, D) with one label per row; "out" or "in" form (THEORY.md §5a)."""
+    """Supervised contrastive loss over rows z (M, D) with one label per row; "out" or "in" form (docs/THEORY.md §5a)."""
     same = labels[:, None] == labels[None, :]
     eye = torch.eye(len(z), dtype=torch.bool)
     positive = same & ~eye
@@ -196,7 +196,7 @@ def test_fixed_batch_size_is_probed_at_that_size(seed, repro):
 
 
 def test_out_form_allows_a_repelled_positive_but_not_a_negative_total(repro):
-    """THEORY.md §5a: in the "out" form one positive may carry a negative weight; their total may not."""
+    """docs/THEORY.md §5a: in the "out" form one positive may carry a negative weight; their total may not."""
     adapter = regression.LossAdapter(supcon_views, form="views_labels", per_class=2, unit_inputs=True,
                                      reference="supcon_out", temperature=TAU)
     flipped = dataclasses.replace(adapter, fn=lambda z, y: -supcon_views(z, y), reference=None)
@@ -220,7 +220,7 @@ def test_bias_free_twin_runs_the_theorems_on_a_real_head(factory, seed, repro):
 
 
 def test_covariance_form_two_network_under_stop_gradient(seed, repro):
-    """A queue loss on squared distances, keys from a second (momentum) network: THEORY.md §3 two-network form."""
+    """A queue loss on squared distances, keys from a second (momentum) network: docs/THEORY.md §3 two-network form."""
     def sq_moco(q, k, queue, tau=0.5):
         r_pos = 0.5 * ((q - k.detach()) ** 2).sum(1, keepdim=True)
         r_neg = 0.5 * ((q[:, None] - queue.detach()[None]) ** 2).sum(-1)

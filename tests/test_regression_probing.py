@@ -1,7 +1,7 @@
 """Unit tests of the regression mode's machinery: the Gram-matrix probe, layouts, loading, verdicts, the report.
 
 The probe's recovered pair weights are checked against autograd of the closed-form losses of
-THEORY.md §4 (an independent route: derivatives in r, not through cholesky(G)); networks outside the
+docs/THEORY.md §4 (an independent route: derivatives in r, not through cholesky(G)); networks outside the
 theorems' class must come back "not applicable", never failed or crashed; the pytest plugin is run
 end to end in-process (pytester) on the example package.
 """

@@ -92,6 +92,8 @@ def test_float32_accuracy_reports_the_smallest_accurate_tau(seed):
     saturating = regression.check_loss(mutant("float32_clamp", 0.5), "stability_float32", seed)
     assert saturating.status == "fail" and "below the declared tau=0.5" in saturating.message, saturating.summary()
     assert "accurate down to tau=" in saturating.message and "not below" in saturating.message
+    at_its_tau = regression.check_loss(mutant("float32_clamp", 0.01), "stability_float32", seed)
+    assert at_its_tau.status == "fail" and "at the declared temperature" in at_its_tau.message, at_its_tau.summary()
     half = regression.check_loss(mutant("half_precision", 0.5), "stability_float32", seed)
     assert half.status == "fail" and "at the declared temperature" in half.message, half.summary()
 

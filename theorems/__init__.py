@@ -1,1 +1,1 @@
-"""Per-theorem checkers (pytest files). One file per theorem; see THEORY.md."""
+"""Per-theorem checkers (pytest files). One file per theorem; see docs/THEORY.md."""

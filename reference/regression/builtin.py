@@ -25,11 +25,11 @@ def reference_simple(reduction: str = "mean") -> LossAdapter:
     return _pair_loss_adapter(simple(), "reference:simp", form="two_view", reduction=reduction)
 
 def reference_triplet(temperature: float = 0.5, margin: float = 0.1) -> LossAdapter:
-    """Per-anchor form with one paired negative: soft Triplet L_tri (THEORY.md §4)."""
+    """Per-anchor form with one paired negative: soft Triplet L_tri (docs/THEORY.md §4)."""
     return _pair_loss_adapter(triplet(temperature, margin), f"reference:triplet(tau={temperature:g}, r0={margin:g})",
                               form="per_anchor", negative_mode="paired", n_negatives=1,
                               temperature=temperature, temperature_kwarg="temperature")
 
 def reference_mlp(widths: tuple[int, ...] = (8, 32, 32, 16), seed: int = 0) -> NetAdapter:
-    """The suite's own random bias-free ReLU MLP (THEORY.md §1), for the network checks by default."""
+    """The suite's own random bias-free ReLU MLP (docs/THEORY.md §1), for the network checks by default."""
     return NetAdapter(BiasFreeMLP(widths, seed=seed), (widths[0],), f"reference:bias_free_mlp{list(widths)}")

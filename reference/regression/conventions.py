@@ -15,7 +15,7 @@ UNIT_INPUTS_REASON = ("the loss declares unit_inputs=True: its caller L2-normali
                       "only and need not be invariant to rescaling or translating them; it is probed on unit rows "
                       "(r = 1 - cos), and rotation invariance, balance, signs and the reference still apply")
 
-ROUTED_SYMMETRY_REASON = ("the declaration routes the gradient (gradient_to='anchors' or detached negatives, THEORY.md "
+ROUTED_SYMMETRY_REASON = ("the declaration routes the gradient (gradient_to='anchors' or detached negatives, docs/THEORY.md "
                           "§5a), so Z^T dL/dZ is not symmetric by design; the property gradient_routing checks the "
                           "routed gradient instead")
 
@@ -86,7 +86,7 @@ def positive_total_signs(adapter: LossAdapter, probe: Probe) -> Verdict | None:
     else:
         totals, scope = torch.triu(weights * (roles == 1), diagonal=1).sum().reshape(1), "the batch's positive total"
     repelled = int(((roles == 1) & (weights < -noise)).sum()) // 2
-    message = (f"'out' form, {adapter.positives_per_anchor} positives per anchor (THEORY.md §5a): {scope} >= 0 "
+    message = (f"'out' form, {adapter.positives_per_anchor} positives per anchor (docs/THEORY.md §5a): {scope} >= 0 "
                f"(smallest {float(totals.min()):.3e}) and every negative weight < 0; {repelled} positive pairs "
                "repelled, which the 'out' form allows")
     if bool(wrong_neg.any()):

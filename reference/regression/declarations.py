@@ -198,7 +198,7 @@ def anchor_weight(layout: Layout, reduction: str) -> float:
 
 @dataclass(frozen=True)
 class PairLossBatch:
-    """A ``PairLoss`` of THEORY.md §4 evaluated over a batch laid out as ``declaration`` says, times ``scale``."""
+    """A ``PairLoss`` of docs/THEORY.md §4 evaluated over a batch laid out as ``declaration`` says, times ``scale``."""
 
     pair_loss: PairLoss
     declaration: LossAdapter

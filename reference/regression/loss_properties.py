@@ -164,7 +164,7 @@ def _weights_and_roles(adapter: LossAdapter, probe: Probe):
 
 
 def _weight_signs(adapter: LossAdapter, probe: Probe) -> Verdict:
-    out_form = positive_total_signs(adapter, probe)    # several positives, "out" form: THEORY.md §5a
+    out_form = positive_total_signs(adapter, probe)    # several positives, "out" form: docs/THEORY.md §5a
     if out_form is not None:
         return out_form
     weights, noise, tol, roles = _weights_and_roles(adapter, probe)

@@ -79,7 +79,7 @@ def _theorem_class(net_adapter: NetAdapter, seed: int) -> Verdict:
         raise NotApplicable(f"{err}. Distance from the class: {distance_summary(distance)}. The property "
                             f"bias_free_twin checks the theorems on {TWIN_DESCRIPTION}") from None
     return Verdict(True, None, None, f"in the theorems' class: no biases or normalisation, and the output is "
-                                     f"positively homogeneous in each of {layer_names(net_adapter.net)} (THEORY.md §1)")
+                                     f"positively homogeneous in each of {layer_names(net_adapter.net)} (docs/THEORY.md §1)")
 
 
 def _theorem1_pair(net_adapter: NetAdapter, seed: int) -> Verdict:
@@ -154,7 +154,7 @@ def check_network(subject: NetSubject, prop: str, seed: int) -> CheckResult:
 
 MOMENTUM_OFFSET = 0.1
 """Under a stop-gradient the detached points come from a second network W' = W + MOMENTUM_OFFSET * noise, as
-from a momentum encoder: the two-network form of THEORY.md §3 is then checked with W' != W."""
+from a momentum encoder: the two-network form of docs/THEORY.md §3 is then checked with W' != W."""
 
 
 def _momentum_twin(net: nn.Module, seed: int) -> nn.Module:
@@ -193,7 +193,7 @@ def _covariance_form(adapter: LossAdapter, net_adapter: NetAdapter, seed: int) -
     except torch.linalg.LinAlgError:
         raise NotApplicable(f"the network maps the {layout.n_points} probe inputs to linearly dependent outputs, "
                             "so the pair weights cannot be read off the Gram matrix") from None
-    two = " (two-network form: gradient into the live points only, THEORY.md §3, §5a)" if layout.routed else ""
+    two = " (two-network form: gradient into the live points only, docs/THEORY.md §3, §5a)" if layout.routed else ""
 
     def per_layer(name: str) -> Verdict:
         actual = _layer_gradient(net, name, adapter.evaluate(outputs(), layout).sum())

@@ -15,11 +15,19 @@ may cancel, as L_simp's does). Correct float32 code stays within a small multipl
 tau; a float16 step (rounding 4096 x float32's) or a saturating cap does not.
 
 Temperatures: the declared tau, and with ``temperature_kwarg`` every tau of ``TAU_GRID`` below it (the loss
-rebuilt there). float32 must be accurate and finite at each: a NaN, an inf or a wrong figure at a tau below the
-declared one fails too, and the message says so and gives the smallest tau down to which float32 stays accurate
-(docs/REGRESSION.md, "The properties"). The tolerance is relative to the loss's own sensitivity at those points,
-so correct float32 code is accurate at every tau on the grid; a loss that is not, at a temperature it accepts,
-gives wrong gradients there.
+rebuilt there). The verdict (docs/REGRESSION.md, "The properties"):
+
+- a wrong or non-finite figure at the declared tau fails: that is the temperature the user trains at;
+- below the declared tau, a NaN or inf on the nearly aligned or the orthogonal inverted points fails
+  (``STRICT_PROBES``): a correct log-sum-exp is finite there at any tau, so only an overflowing exp() (the classic
+  exp() without subtracting the maximum is finite at tau = 0.5 and NaN at 0.01) or a -log of an underflowed
+  share makes it;
+- below the declared tau, a finite figure off by more than ``FLOAT32_GROSS_FACTOR`` times the allowed error
+  fails: a silent gross error, as a saturating cap gives (``log(p + finfo.tiny)``: pair weights off by 100%);
+- anything else below the declared tau is reported, not failed: the message gives the smallest tau down to which
+  float32 stays accurate and where it first is not. A NaN there can come from a sum of exponentials that
+  underflows to 0 when one logit dominates by more than 88 (HobbitLong's SupCon formula does this at tau = 0.01
+  on some probes), which is a limit of the temperature, not a bug at the declared one.
 """
 from __future__ import annotations
 
@@ -35,7 +43,7 @@ from dualnet_ssl.regression.declarations import LossAdapter
 from dualnet_ssl.regression.probe import Probe, make_probe, recover_weights
 from dualnet_ssl.regression.verdicts import Verdict
 from dualnet_ssl.seeding import derive_seed, make_generator
-from dualnet_ssl.thresholds import FLOAT32_SENSITIVITY_FACTOR
+from dualnet_ssl.thresholds import FLOAT32_GROSS_FACTOR, FLOAT32_SENSITIVITY_FACTOR
 from dualnet_ssl.tolerances import tolerance
 
 TAU_GRID = (1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01)
@@ -50,7 +58,20 @@ SPREAD_NORM = 2.0
 INVERTED_NOISE = 0.1
 """Inverted points: the first point of each sample at +u, its positives at -u (r = 2 on unit rows), each plus
 INVERTED_NOISE noise, so negatives are nearer than positives; at tau = 0.01 the positive's softmax share is about
-e^-200, which underflows float32 (a -log(softmax) computed in two steps returns inf) but not float64."""
+e^-200, which underflows float32 (a -log(softmax) computed in two steps returns inf) but not float64.
+Orthogonal inverted points: each sample on its own axis, its first point at +e, its other views at -e (plus
+INVERTED_NOISE noise), so for every anchor the positive is at cos -1 and every negative at cos 0. At tau = 0.01
+the positive's share is about e^-100 for every anchor at once: a cap or a two-step -log(softmax) saturates on
+this draw whatever the seed, where the random spread points expose it only on some draws (pytorch-metric-
+learning's one-directional NTXentLoss: 4 of 24 seeds)."""
+
+
+STRICT_PROBES = ("nearly aligned points", "orthogonal inverted points")
+"""The geometries on which a non-finite figure below the declared tau fails. A log-sum-exp computed correctly is
+finite on both at any tau >= 0.01: nearly aligned, every logit is about 1/tau (only an exp() that overflows fails);
+orthogonal inverted, the positive's logit is -1/tau and every negative's 0 (only a -log of a share that underflows
+fails). Random geometries can push a correct but fragile formula (SupCon's self-similarity in the max) to underflow
+at tau = 0.01, so a non-finite figure there is reported."""
 
 
 class _PerturbGradient(torch.autograd.Function):
@@ -99,9 +120,11 @@ def _extremes(adapter: LossAdapter, probe: Probe) -> dict[str, Probe]:
     noise = torch.randn(n, n + 8, generator=g, dtype=torch.float64) / math.sqrt(n + 8)
     first = torch.tensor([bool((probe.layout.groups[:k] != probe.layout.groups[k]).all()) for k in range(n)])
     sign = torch.where(first, 1.0, -1.0).to(torch.float64)[:, None]
+    own_axis = torch.eye(n + 8, dtype=torch.float64)[probe.layout.groups]
     found = {"nearly aligned": direction + ALIGNED_NOISE * noise,
              "spread": SPREAD_NORM * torch.randn(n, n + 8, generator=g, dtype=torch.float64) / math.sqrt(n + 8),
-             "inverted": sign * direction + INVERTED_NOISE * noise}
+             "inverted": sign * direction + INVERTED_NOISE * noise,
+             "orthogonal inverted": sign * own_axis + INVERTED_NOISE * noise}
     if getattr(adapter, "unit_inputs", False):
         found = {k: nn.functional.normalize(z, dim=1) for k, z in found.items()}
     return {k: Probe(probe.layout, z @ z.T, probe.dim, probe.seed) for k, z in found.items()}
@@ -200,11 +223,19 @@ def check_float32(subject, seed: int) -> Verdict:
             rebuilt = subject.at_temperature(tau)
             below.append((tau, _at(rebuilt, make_probe(rebuilt, derive_seed(seed, f"tau {tau:g}")), tau)))
     reach = _smallest_accurate(declared if adapter.temperature_kwarg else None, below)
+    if not all(_ok(r) for r in here):
+        reach = "float32 is not accurate even at the declared temperature"
     worst = max(here, key=lambda r: r.error / r.allowed if r.allowed else math.inf)
     def tol(r: Reading) -> str:
         return (f"{r.allowed:.2e} relative (the float32_accuracy tolerance + {float(FLOAT32_SENSITIVITY_FACTOR):g} "
                 "x the loss's float32 sensitivity at these points)")
-    bad = [r for r in here if not _ok(r)] + [r for _, readings in below for r in readings if not _ok(r)]
+    overflow = [r for _, readings in below for r in readings if not r.finite and r.where in STRICT_PROBES]
+    gross = float(FLOAT32_GROSS_FACTOR)
+    silent = [r for _, readings in below for r in readings if r.finite and r.error > gross * r.allowed]
+    bad = [r for r in here if not _ok(r)] + overflow + silent
+    reported = [r for _, readings in below for r in readings if not _ok(r) and r not in overflow + silent]
+    if reported:
+        reach += f" (first inaccurate {_describe(reported[0])}; reported, not failed: below the declared tau)"
     if bad:
         first = bad[0]
         at = "at the declared temperature" if first.tau == declared else f"below the declared tau={declared:g}"

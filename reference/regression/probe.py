@@ -184,7 +184,7 @@ def recover_weights(adapter: LossAdapter, probe: Probe, per_anchor: bool = False
 
 def assemble_pair_weights(layout: Layout, beta: torch.Tensor, beta_k: torch.Tensor, scale: float) -> torch.Tensor:
     """(n, n) dL/dr_ij from per-anchor weights: ``scale * beta_a`` on (a, positive), ``-scale * beta_ak`` on
-    (a, negative k), summed over the anchors that share a pair (THEORY.md §5 sign convention)."""
+    (a, negative k), summed over the anchors that share a pair (docs/THEORY.md §5 sign convention)."""
     weights = torch.zeros(layout.n_points, layout.n_points, dtype=beta.dtype)
     anchors = layout.anchors[:, None]
     weights.index_put_((anchors.expand_as(layout.positives), layout.positives), scale * beta.reshape(

@@ -25,7 +25,7 @@ def _require_reference(adapter: LossAdapter) -> None:
     if adapter.reference is None:
         raise NotApplicable("the adapter declares no reference loss; declare reference='infonce' (or 'supcon_out', "
                             "'supcon_in' with several positives) and its temperature to compare value and weights "
-                            "(THEORY.md §4, §5a)")
+                            "(docs/THEORY.md §4, §5a)")
 
 
 def anchor_reference(reference: str, tau: float, r_pos: torch.Tensor, r_neg: torch.Tensor) -> torch.Tensor:
@@ -46,7 +46,7 @@ def reference_loss(adapter: LossAdapter, layout: Layout, z: torch.Tensor) -> tor
 
 
 def reference_pair_weights(adapter: LossAdapter, layout: Layout, z: torch.Tensor) -> torch.Tensor:
-    """dL/dr_ij of the declared reference (without ``scale``): closed form for InfoNCE (THEORY.md §5), autograd
+    """dL/dr_ij of the declared reference (without ``scale``): closed form for InfoNCE (docs/THEORY.md §5), autograd
     of the definition above for the supervised-contrastive forms (§5a)."""
     tau, weight = float(adapter.temperature), anchor_weight(layout, adapter.reduction)
     if adapter.reference == "infonce":
@@ -86,7 +86,7 @@ def _with_hint(v: Verdict, adapter: LossAdapter, probe: Probe, hint: str) -> Ver
     c = _constant_factor(adapter, probe)
     if c is not None:
         hint = (f"; it matches {NAMES[adapter.reference]} x {c:.6g} in value and in every pair weight: a constant "
-                f"factor (THEORY.md §5a). If it is deliberate, declare scale={c:.6g}")
+                f"factor (docs/THEORY.md §5a). If it is deliberate, declare scale={c:.6g}")
     return Verdict(False, v.measured, v.tolerance, v.message + hint)
 
 

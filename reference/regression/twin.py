@@ -25,7 +25,7 @@ def weight_layers(net: nn.Module) -> list[str]:
 
 
 def class_distance(net: nn.Module, x: torch.Tensor) -> dict[str, float]:
-    """Per weight layer, ||f_L(x) - K_l(x)^T w_l|| / ||f_L(x)||: 0 in the class (Euler's theorem, THEORY.md §1); the
+    """Per weight layer, ||f_L(x) - K_l(x)^T w_l|| / ||f_L(x)||: 0 in the class (Euler's theorem, docs/THEORY.md §1); the
     share of the output that biases and normalisation put outside the covariance form of that layer."""
     net = copy.deepcopy(net).eval()     # BatchNorm with its running statistics: a function of each input alone
     with torch.no_grad():
