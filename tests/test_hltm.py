@@ -173,3 +173,14 @@ def test_training_on_cuda_matches_cpu():
     for name, w in cpu.net.named_parameters():
         assert_identity(dict(cuda.net.named_parameters())[name].detach(), w.detach(), kind="gradient",
                         what=f"CUDA vs CPU training, {name}", context=spec.describe())
+
+
+def test_family_threshold_gives_a_family_the_rate_of_one_comparison():
+    """Bonferroni: n comparisons at the family threshold t have a union-bound false-alarm rate n * 2 (1 - Phi(t))
+    equal to one comparison's at Z_SCORE_FALSE_ALARM (4 sigma, 6.3e-5); t is 4 for n = 1 and about 5.3 for 512."""
+    from scipy.stats import norm
+    single = 2 * norm.sf(4.0)
+    for n in (1, 8, 512):
+        t = hltm.family_z_threshold(n)
+        assert abs(n * 2 * norm.sf(t) - single) <= 1e-9 * single, (n, t)
+    assert abs(hltm.family_z_threshold(1) - 4.0) < 1e-9 and 5.2 < hltm.family_z_threshold(512) < 5.4

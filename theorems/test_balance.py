@@ -8,12 +8,14 @@ beta_k = e^{-r_k-/tau}/Z, beta = 1 - e^{-r_+/tau}/Z (L_nce). Autograd confirms a
 Distances are drawn as tau * u with u in [0, 30]: exp(-30) = 9e-14 keeps every weight representable
 in float64 (beyond ~37 the positive weight 1 - e^{-r_+/tau}/Z rounds to exactly 0 although it is > 0).
 """
+import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 from dualnet_ssl import losses
 from dualnet_ssl.checks import check_balance
+from dualnet_ssl.errors import IdentityViolation
 from dualnet_ssl.seeding import make_generator
 from theorems.strategies import margins, seeds, taus
 
@@ -60,3 +62,11 @@ def test_balance_triplet_equals_infonce_only_at_one_negative_and_zero_margin(tau
     }
     for what, gap in gaps.items():
         assert bool((gap.abs() > 0).all()), f"L_tri and L_nce should differ with {what} [{context}]"
+
+
+def test_balance_rejects_a_loss_that_ignores_a_negative(repro):
+    """Sharpness: L = r_+ - r_1- with H = 2 balances (1 = 1 + 0) but gives the second negative no push, so every
+    dL/dr_k- < 0 must fail on it; a checker that allowed dL/dr_k- = 0 would pass it."""
+    r_pos, r_neg = _distances(0, 16, 2, 1.0, "cpu")
+    with pytest.raises(IdentityViolation, match=r"dL/dr_k- must be < 0"):
+        check_balance(lambda rp, rn: rp - rn[..., 0], r_pos, r_neg, context=repro(H=2))

@@ -3,6 +3,8 @@
 The exact form (one frozen-gating step is power iteration on the selectivity) is
 test_hltm.py::test_exact_operator_step_amplifies_selectivity. Here: the trained networks.
 """
+import pytest
+
 from dualnet_ssl import hltm
 
 
@@ -35,3 +37,13 @@ def test_recovery_improves_with_polarity(hltm_suite_runs, repro):
     hltm.check_paired_improvement(better, worse, what="delta_lower 0.9 vs 0.5", min_raw_gap=hltm.POLARITY_MIN_RAW_GAP,
                                   min_fraction_gap=hltm.POLARITY_MIN_FRACTION_GAP,
                                   context=repro(better=hltm.describe_runs(better), worse="delta_lower=0.5"))
+
+
+def test_paired_comparison_needs_both_gaps(hltm_suite_runs, repro):
+    """Sharpness: the paired check requires the raw gap AND the gap as a fraction of the ceiling; on the real
+    hid 10 vs hid 2 runs, an unreachable requirement on either one alone must fail it."""
+    better, worse = hltm_suite_runs(10)[(0.8, True)], hltm_suite_runs(2)[(0.8, True)]
+    for raw, fraction in ((10.0, -10.0), (-10.0, 10.0)):
+        with pytest.raises(hltm.IdentityViolation, match="mean paired gap"):
+            hltm.check_paired_improvement(better, worse, what="hid 10 vs hid 2", min_raw_gap=raw,
+                                          min_fraction_gap=fraction, context=repro(raw=raw, fraction=fraction))

@@ -26,6 +26,7 @@ from dualnet_ssl import losses
 from dualnet_ssl.checks import (check_main_term, check_residue_falls_with_augmentation, check_residue_zero,
                                 residue_ratio_sweep)
 from dualnet_ssl.distributions import gaussian_augmented, random_probabilities
+from dualnet_ssl.errors import IdentityViolation
 from dualnet_ssl.networks import BiasFreeMLP
 from dualnet_ssl.seeding import derive_seed
 from dualnet_ssl.thresholds import RESIDUE_MIN_EXPONENT
@@ -94,3 +95,19 @@ def test_residue_falls_with_augmentation_strength(case, tau, seed, device, repro
           f"{sweep['exponent']:.2f}")
     check_residue_falls_with_augmentation(sweep, RESIDUE_MIN_EXPONENT.value,
                                           context=repro(seed=seed, tau=tau, case=case))
+
+
+def test_residue_checks_are_sharp(seed, device, repro):
+    """The Theorem 4 checkers can fail: a loss whose negatives attract (dL/dr_- > 0) has negative pair mass and is
+    rejected by the main-term check; a residue that vanishes only linearly in sigma (p = 1) is rejected by the
+    sweep check, whose claim is that theta vanishes faster than linearly (RESIDUE_MIN_EXPONENT > 1)."""
+    net = BiasFreeMLP([6, 10, 8, 3], seed=seed, device=device)
+    data = _data(4, 2, 6, 0.3, seed, device, "random")
+    with pytest.raises(IdentityViolation, match="pair mass has negative entries"):
+        check_main_term(net, "weights.1", data, lambda rp, rn: rp + 0.5 * rn.sum(-1), context=repro(seed=seed))
+    dip = {"sigmas": list(SIGMAS), "theta_norms": [1e-4, 1e-3, 0.9e-3, 1e-1], "theta_exponent": 2.0}
+    with pytest.raises(IdentityViolation, match="does not fall as sigma falls"):
+        check_residue_falls_with_augmentation(dip, RESIDUE_MIN_EXPONENT.value, context=repro(seed=seed))
+    linear = {"sigmas": list(SIGMAS), "theta_norms": list(SIGMAS), "theta_exponent": 1.0}
+    with pytest.raises(IdentityViolation, match="below the measured lower bound"):
+        check_residue_falls_with_augmentation(linear, RESIDUE_MIN_EXPONENT.value, context=repro(seed=seed))

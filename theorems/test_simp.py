@@ -19,6 +19,7 @@ import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
+from scipy.stats import norm
 
 from dualnet_ssl.checks import (assert_psd, check_frozen_gating_power_iteration, check_operator_structure,
                                 check_simp_covariance)
@@ -30,8 +31,10 @@ from dualnet_ssl.hltm import enumerate_leaves, make_hltm
 from dualnet_ssl.losses import simple
 from dualnet_ssl.networks import BiasFreeConvNet, BiasFreeMLP, TreeMirrorNet
 from dualnet_ssl.operators import expected_loss_neg_gradient, operator_from_definition, operator_times
-from dualnet_ssl.sampled import check_sampled_error_rate
+from dualnet_ssl.sampled import check_sampled_error_rate, power_against_trace_error
+from theorems.faults import shrunken_batches
 from dualnet_ssl.seeding import derive_seed
+from dualnet_ssl.thresholds import Z_SCORE_FALSE_ALARM
 from dualnet_ssl.tolerances import tolerance
 from theorems.strategies import PROBABILITIES, relu_or_leaky, seeds, small_mlp_widths
 
@@ -143,6 +146,16 @@ def test_simp_sampled_batches_error_falls_as_inverse_sqrt_batch(seed, device, re
     print(f"sampled L_simp gradient: E[B||g_B - g||^2]/tr(Sigma) by B = {result['ratio_by_batch']}, pooled "
           f"{result['pooled_ratio']:.4f} +- {result['pooled_stderr']:.4f}, power against a 5% error in tr(Sigma) "
           f"{result['power_at_5pct']:.4f}, log-log slope of RMS error = {result['loglog_slope']:.3f} (1/sqrt(B): -0.5)")
+    # the stated power is P(|N(d, 1)| > z) for the smaller shift d = (1 - 1/1.05) / standard error (scipy's normal),
+    # at this test's standard error and where the power is far from 1
+    z = float(Z_SCORE_FALSE_ALARM)
+    for stderr in (result["pooled_stderr"], 0.008, 0.012, 0.02):
+        d = (1 - 1 / 1.05) / stderr
+        assert abs(power_against_trace_error(stderr) - (norm.sf(z - d) + norm.cdf(-z - d))) <= 1e-9, stderr
+    # the stated power, shown: batches that average 5% fewer tuples than they claim (a 5% error in tr(Sigma))
+    with pytest.raises(IdentityViolation, match=r"\(pooled over B\), expected 1 within"):
+        check_sampled_error_rate(net, "weights.0", data, batch_sizes=(8, 32, 128), n_batches=8000,
+                                 seed=derive_seed(seed, "batches"), sampler=shrunken_batches, context=repro(seed=seed))
 
 
 def test_simp_checks_are_sharp(seed, device, repro):

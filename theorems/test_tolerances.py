@@ -35,6 +35,20 @@ def test_statistical_thresholds_of_the_core_are_pinned():
     assert all(v.seeds and v.measured and v.reason for v in got.values())
 
 
+def test_statistical_thresholds_of_the_residue_and_hltm_are_pinned():
+    """The rest of the core's and the HLTM's thresholds (the digits and regression sections belong to their areas)."""
+    from dualnet_ssl import thresholds
+    pinned = {"RESIDUE_EXCLUDE_SELF_MIN_SPREAD_DROP": 1.1, "RESIDUE_EXCLUDE_SELF_MIN_FINAL_RATIO": 0.15,
+              "RESIDUE_MIN_EXPONENT": 1.3, "HLTM_RECOVERY_MIN_MEAN_ROOT_GAIN": 0.0,
+              "HLTM_RECOVERY_MAX_MEAN_LEVEL_DROP": 0.01, "HLTM_RECOVERY_MAX_RUN_LEVEL_DROP": 0.06,
+              "HLTM_RECOVERY_MIN_MEAN_ROOT_FRACTION": 0.91, "HLTM_SHARE_MIN_GROWTH": 1.08,
+              "HLTM_HID_MIN_RAW_GAP": 0.05, "HLTM_HID_MIN_FRACTION_GAP": 0.05, "HLTM_POLARITY_MIN_RAW_GAP": 0.1,
+              "HLTM_POLARITY_MIN_FRACTION_GAP": 0.02, "HLTM_OFFICIAL_MIN_MEAN_ROOT_FRACTION": 0.9}
+    got = {name: getattr(thresholds, name) for name in pinned}
+    assert {k: v.value for k, v in got.items()} == pinned
+    assert all(v.seeds and v.measured and v.reason for v in got.values())
+
+
 @pytest.mark.parametrize("dtype, kind", [key for key in _TABLE if key[1] != "eigenvalue"])
 def test_assert_identity_rejects_ten_times_the_tolerance_and_accepts_a_tenth(dtype, kind):
     tol = tolerance(dtype, kind)

@@ -15,9 +15,10 @@ from dualnet_ssl.distributions import gaussian_augmented, random_probabilities, 
 from dualnet_ssl.errors import BadInput, IdentityViolation, NotApplicable
 from dualnet_ssl.networks import BiasFreeConvNet, BiasFreeMLP
 from dualnet_ssl.operators import mean_connections, operator_from_definition, operator_times
-from dualnet_ssl.sampled import check_sampled_error_rate, iid_batch_counts, per_tuple_gradients
+from dualnet_ssl.sampled import check_sampled_error_rate, per_tuple_gradients
 from dualnet_ssl.seeding import make_generator
 from tests.nets_outside_class import ResidualMLP, biased_mlp
+from theorems.faults import shrunken_batches
 
 f64 = torch.float64
 
@@ -233,19 +234,13 @@ def test_simp_sampled_error_rate_rejects_uniform_tuple_weights(sampled_case):
         _sampled(sampled_case, batch_sizes=(8,), n_batches=10, seed=0, per_tuple=uniform)
 
 
-def _shrunken_batches(probs, batch, n_batches, generator):
-    """Each batch averages 5% fewer tuples than it claims: E[B ||g_B - g||^2] = 1.05 tr(Sigma), a 5% trace error."""
-    small = round(batch / 1.05)
-    return iid_batch_counts(probs, small, n_batches, generator) * (batch / small)
-
-
 @pytest.mark.parametrize("seed", [0, 1])
 def test_simp_sampled_error_rate_detects_a_five_percent_trace_error(sampled_case, seed):
     kwargs = dict(batch_sizes=(8, 32, 128), n_batches=8000, seed=seed)
     result = _sampled(sampled_case, **kwargs)
     assert result["power_at_5pct"] > 0.99
     with pytest.raises(IdentityViolation, match=r"= 1\.0[3-7]\d\d \+- 0\.00\d\d \(pooled over B\)"):
-        _sampled(sampled_case, sampler=_shrunken_batches, **kwargs)
+        _sampled(sampled_case, sampler=shrunken_batches, **kwargs)
 
 
 def test_simp_sampled_error_rate_rejects_sampling_without_replacement(sampled_case):
