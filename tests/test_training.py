@@ -1,64 +1,22 @@
-"""Unit tests of reference/training.py, and "this checker can fail" tests of ``check_residue_shrinks``
-(the checker of theorems/test_residue_training.py)."""
+"""Unit tests of reference/training.py. The brute-force check of E[r_+], E[r_-] and the "this checker can fail"
+tests of ``check_residue_shrinks`` are in theorems/test_training_checks.py."""
 from __future__ import annotations
-
-import dataclasses
 
 import numpy as np
 import pytest
 import torch
 
 from dualnet_ssl.compare import assert_identity
-from dualnet_ssl.distributions import DiscreteAugmentedData, enumerate_loss
-from dualnet_ssl.errors import BadInput, IdentityViolation
-from dualnet_ssl.losses import PairLoss, pair_distance, simple, triplet, triplet_loss
-from dualnet_ssl.seeding import make_generator
+from dualnet_ssl.distributions import enumerate_loss
+from dualnet_ssl.errors import BadInput
+from dualnet_ssl.losses import PairLoss, simple, triplet, triplet_loss
 from dualnet_ssl.operators import residue
 from dualnet_ssl.tolerances import tolerance
-from dualnet_ssl.training import (PROTOTYPE_LR, PROTOTYPE_STEPS, check_residue_shrinks, expected_loss,
-                                expected_pair_distances, gradient_step, prototype_case, train)
+from dualnet_ssl.training import (PROTOTYPE_LR, PROTOTYPE_STEPS, expected_loss, expected_pair_distances, gradient_step,
+                                  prototype_case, train)
+from theorems.test_training_checks import PASSING_SEED, brute_force_pair_distances, tiny_case
 
 F64 = torch.float64
-PASSING_SEED = 0
-"""Seed of the reference run the rejection tests perturb (one of the seeds the thresholds were measured on; the
-theorem tests assert on held-out seeds)."""
-
-
-def tiny_case(seed: int, n: int = 3, m: int = 2, n_out: int = 2):
-    """Random outputs and non-uniform probabilities, so that a wrong weighting cannot cancel by symmetry."""
-    g = make_generator(seed)
-    rand = lambda *shape: torch.rand(*shape, generator=g, dtype=F64) + 0.1
-    aug, samples = rand(n, m), rand(n)
-    data = DiscreteAugmentedData(torch.randn(n, m, 1, generator=g, dtype=F64),
-                                 aug / aug.sum(1, keepdim=True), samples / samples.sum())
-    return data, torch.randn(n, m, n_out, generator=g, dtype=F64)
-
-
-def brute_force_pair_distances(data, outputs, exclude_self):
-    n, m = data.aug_probs.shape
-    p, q = data.sample_probs.tolist(), data.aug_probs.tolist()
-    r = lambda i, a, j, b: float(pair_distance(outputs[i, a], outputs[j, b]))
-    r_pos = r_neg = 0.0
-    for i in range(n):
-        others = sum(p[j] for j in range(n) if j != i) if exclude_self else 1.0
-        for a in range(m):
-            for b in range(m):
-                r_pos += p[i] * q[i][a] * q[i][b] * r(i, a, i, b)
-            for j in range(n):
-                if exclude_self and j == i:
-                    continue
-                for b in range(m):
-                    r_neg += p[i] * q[i][a] * p[j] / others * q[j][b] * r(i, a, j, b)
-    return torch.tensor(r_pos, dtype=F64), torch.tensor(r_neg, dtype=F64)
-
-
-@pytest.mark.parametrize("exclude_self", [False, True])
-def test_expected_pair_distances_match_brute_force(exclude_self, seed, repro):
-    data, outputs = tiny_case(seed)
-    got, want = expected_pair_distances(data, outputs, exclude_self), brute_force_pair_distances(
-        data, outputs, exclude_self)
-    for name, a, b in zip(("E[r_+]", "E[r_-]"), got, want):
-        assert_identity(a, b, what=name, context=repro(seed=seed, exclude_self=exclude_self))
 
 
 def test_expected_pair_distances_match_enumerated_loss(seed, repro):
@@ -144,59 +102,6 @@ def test_train_refuses_a_schedule_that_misses_the_last_step():
     net, data = prototype_case(0)
     with pytest.raises(BadInput, match="multiple of record_every"):
         train(net, data, triplet(), lr=PROTOTYPE_LR, steps=10, record_every=3)
-
-
-@pytest.fixture(scope="module")
-def passing_run():
-    """The §7 run at PASSING_SEED (L_tri, tau 0.5), recorded at steps 0 and 300; it must pass the check."""
-    net, data = prototype_case(PASSING_SEED)
-    return train(net, data, triplet(0.5), lr=PROTOTYPE_LR, steps=PROTOTYPE_STEPS, record_every=PROTOTYPE_STEPS)
-
-
-def test_check_accepts_the_measured_run(passing_run):
-    measured = check_residue_shrinks(passing_run, f"seed={PASSING_SEED}")
-    assert set(measured) == {"spread_drop"} | {f"{q} {name}" for name in passing_run.layers
-                                               for q in ("theta_drop", "final_ratio")}
-
-
-def test_check_rejects_a_run_with_learning_rate_zero(repro):
-    net, data = prototype_case(PASSING_SEED)
-    traj = train(net, data, triplet(0.5), lr=0.0, steps=PROTOTYPE_STEPS, record_every=PROTOTYPE_STEPS)
-    context = repro(seed=PASSING_SEED, lr=0.0)
-    with pytest.raises(IdentityViolation, match=r"spread E\[r_\+\]/E\[r_-\] fell only 1x .*required >= 2x") as err:
-        check_residue_shrinks(traj, context)
-    assert "lr=0" in str(err.value) and "reproduce: pytest" in str(err.value)
-
-
-def _with_last(traj, quantity, layer_index, factor):
-    values = [list(row) for row in getattr(traj, quantity)]
-    values[-1][layer_index] *= factor
-    return dataclasses.replace(traj, **{quantity: values})
-
-
-def test_check_rejects_a_residue_that_does_not_shrink(passing_run):
-    start, end = passing_run.theta_norm[0][1], passing_run.theta_norm[-1][1]
-    stalled = _with_last(passing_run, "theta_norm", 1, 0.5 * start / end)   # fell only 2x in layer 1
-    with pytest.raises(IdentityViolation, match=r"\|\|theta\|\| of layer weights.1 fell only 2x .*required >= 5x"):
-        check_residue_shrinks(stalled, f"seed={PASSING_SEED}")
-
-
-def test_check_rejects_a_residue_that_vanishes_relative_to_the_main_term(passing_run):
-    big_main = _with_last(passing_run, "main_norm", 2, 100.0)
-    with pytest.raises(IdentityViolation, match=r"final \|\|theta\|\| / \|\|2 OP w\|\| of layer weights.2 is 0.0"):
-        check_residue_shrinks(big_main, f"seed={PASSING_SEED}")
-
-
-def test_check_rejects_non_finite_values(passing_run):
-    broken = dataclasses.replace(passing_run, r_neg=[passing_run.r_neg[0], float("nan")])
-    with pytest.raises(IdentityViolation, match=r"E\[r_-\] is not finite from step 300 \[seed=0\]"):
-        check_residue_shrinks(broken, "seed=0")
-
-
-def test_check_rejects_a_single_record(passing_run):
-    short = dataclasses.replace(passing_run, steps=passing_run.steps[:1])
-    with pytest.raises(IdentityViolation, match="at least 2 recorded steps"):
-        check_residue_shrinks(short)
 
 
 def test_unbalanced_loss_run_is_refused():

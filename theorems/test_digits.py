@@ -5,9 +5,11 @@ once from the seed, are an exact discrete distribution; Theorem 3 (-dE[L_simp]/d
 <= (N-1) n_L) and Theorem 4's split hold on it to float64 precision, on a bias-free MLP and a bias-free
 conv + max-pool net. Measured: ||theta|| / ||2 OP w|| against s, and (slow) minibatch SimCLR training.
 """
+import dataclasses
 import functools
 
 import pytest
+import torch
 
 pytest.importorskip("sklearn", reason='the digits tests need scikit-learn: pip install -e ".[digits]"')
 
@@ -15,10 +17,15 @@ from dualnet_ssl import losses, thresholds  # noqa: E402
 from dualnet_ssl.checks import (check_main_term, check_operator_structure, check_residue_ratio_falls,  # noqa: E402
                                 check_residue_zero, check_simp_covariance)
 from dualnet_ssl.digits.checks import check_claim, run_figures  # noqa: E402
+from dualnet_ssl.digits.data import MAX_ANGLE_DEG, augment, draw_augmentations, load_digits  # noqa: E402
 from dualnet_ssl.digits.exact import empirical_distribution, strength_sweep  # noqa: E402
-from dualnet_ssl.digits.training import TrainSpec, train_run  # noqa: E402
+from dualnet_ssl.digits.metrics import knn_accuracy, unit_variances  # noqa: E402
+from dualnet_ssl.digits.training import RunResult, TrainSpec, train_run  # noqa: E402
+from dualnet_ssl.distributions import DiscreteAugmentedData  # noqa: E402
+from dualnet_ssl.errors import IdentityViolation  # noqa: E402
 from dualnet_ssl.networks import BiasFreeConvNet, BiasFreeMLP  # noqa: E402
-from dualnet_ssl.seeding import derive_seed  # noqa: E402
+from dualnet_ssl.seeding import derive_seed, make_generator  # noqa: E402
+from dualnet_ssl.thresholds import Threshold  # noqa: E402
 
 NETS = {"mlp": lambda seed: BiasFreeMLP([64, 8, 6, 3], seed=seed),
         "conv": lambda seed: BiasFreeConvNet(1, 8, [2, 3], 3, seed=seed)}
@@ -72,6 +79,75 @@ def test_digits_residue_ratio_rises_with_augmentation_strength(arch, seed, repro
         sweep = dict(result["sweeps"][0], sigmas=list(thresholds.DIGITS_STRENGTHS))
         print(f"{arch} {case}: ratios {[f'{r:.2e}' for r in sweep['ratios']]}, exponent {sweep['exponent']:.2f}")
         check_residue_ratio_falls(sweep, (float(low), float(high)), context=repro(arch=arch, case=case, seed=seed))
+
+
+# ------------------------------------------------------------------ augmentations, metrics, claims: known cases
+
+@pytest.mark.parametrize("quarter_turns", [1, -1])
+def test_quarter_turn_rotation_is_torch_rot90(quarter_turns, seed, repro):
+    """A +-90 degree rotation (angle draw 90 / MAX_ANGLE_DEG at s = 1, no shift, noise or erasing) lands every pixel
+    on the grid, so the bilinear warp must equal torch.rot90 exactly: output (i, j) reads source (j, 7 - i)."""
+    images = load_digits().images[:6]
+    draw = draw_augmentations(6, make_generator(seed))
+    turn = dataclasses.replace(draw, shift=torch.zeros(6, 2), angle=torch.full((6,), quarter_turns * 90 / MAX_ANGLE_DEG),
+                               noise=torch.zeros(6, 8, 8), erase_mask=torch.zeros(6, 8, 8))
+    got, want = augment(images, turn, 1.0, 1.0), torch.rot90(images, quarter_turns, dims=(1, 2))
+    worst = float((got - want).abs().max())
+    assert worst < 1e-12, f"rotation by {quarter_turns * 90} deg is off torch.rot90 by {worst:.3g} [{repro(seed=seed)}]"
+
+
+def test_knn_votes_by_cosine_not_by_distance_or_dot_product(repro):
+    """Class 0 lies along the test point's direction but is short; class 1 is 31 degrees off but nearer in Euclidean
+    distance (1.58 vs 2.9) and in dot product (7.5 vs 0.3): only cosine similarity picks class 0."""
+    train = torch.tensor([[0.1, 0.0]] * 5 + [[2.5, 1.5]] * 5)
+    labels = torch.tensor([0] * 5 + [1] * 5)
+    accuracy = knn_accuracy(train, labels, torch.tensor([[3.0, 0.0]]), torch.tensor([0]))
+    assert accuracy == 1.0, f"cosine 5-NN of [3, 0] should be class 0, accuracy {accuracy} [{repro()}]"
+
+
+def test_unit_variances_on_a_hand_computed_case(repro):
+    """One hidden unit equal to the (positive) input. Sample 0 (p 1/4) has views 1 and 3, sample 1 (p 3/4) views 5
+    and 5, each view with q 1/2: augmentation means 2 and 5, within = 1/4 * 1 = 1/4; the p-weighted mean is 4.25,
+    across = 1/4 * 2.25^2 + 3/4 * 0.75^2 = 1.6875. Ratio 6.75, across share 1.6875 / 1.9375."""
+    net = BiasFreeMLP([1, 1, 1], seed=0)
+    with torch.no_grad():
+        for w in net.weights:
+            w.fill_(1.0)
+    data = DiscreteAugmentedData(torch.tensor([[[1.0], [3.0]], [[5.0], [5.0]]], dtype=torch.float64),
+                                 torch.full((2, 2), 0.5, dtype=torch.float64),
+                                 torch.tensor([0.25, 0.75], dtype=torch.float64))
+    (got,) = unit_variances(net, data)
+    want = {"median_ratio": 6.75, "across_share": 1.6875 / 1.9375, "live_units": 1}
+    assert got == pytest.approx(want, rel=1e-12), f"unit_variances {got}, by hand {want} [{repro()}]"
+
+
+def test_claim_checker_holds_upper_bounds_as_upper_bounds(repro):
+    limit = Threshold(2.0, "made up", "none", "test")
+    check_claim("ratio stays low", "final_ratio", {3: 1.5, 4: 2.0}, limit, above=False, context=repro())
+    with pytest.raises(IdentityViolation, match=r"'ratio stays low' does not hold: final_ratio must be <= 2.*4: 2.5"):
+        check_claim("ratio stays low", "final_ratio", {3: 1.5, 4: 2.5}, limit, above=False, context=repro())
+    with pytest.raises(IdentityViolation, match="must be <= 2"):
+        check_claim("ratio stays low", "final_ratio", {3: float("nan")}, limit, above=False, context=repro())
+
+
+def _run(spread):
+    """A two-record run of one weight layer and one hidden layer with the given E[r+]/E[r-] series."""
+    return RunResult(TrainSpec(), ["weights.0"], ["output"], steps=[0, 1000], theta_norm=[[4.0], [1.0]],
+                     main_norm=[[2.0], [2.0]], spread=spread, unit_ratio=[[1.0], [3.0]],
+                     knn={"init": [0.9], "final": [0.8]}, probe={"init": [0.5], "final": [0.75]}, final_loss=0.1)
+
+
+def test_run_figures_and_a_spread_that_grows_is_rejected(repro):
+    """Drops are first / last: a spread 0.8 -> 0.2 fell 4x; one that grows 0.2 -> 0.8 fell 0.25x and fails the claim."""
+    figures = run_figures(_run([0.8, 0.5, 0.2]))
+    assert figures == pytest.approx({"spread_drop": 4.0, "final_loss": 0.1, "probe_gain output": 0.25,
+                                     "knn_change output": -0.1, "probe_final output": 0.75,
+                                     "theta_drop weights.0": 4.0, "final_ratio weights.0": 0.5,
+                                     "unit_ratio_gain hidden 1": 3.0}, rel=1e-12), f"{figures} [{repro()}]"
+    grows = run_figures(_run([0.2, 0.5, 0.8]))["spread_drop"]
+    with pytest.raises(IdentityViolation, match=r"spread_drop must be >= .*seed 0: 0.25"):
+        check_claim("E[r+]/E[r-] falls during training", "spread_drop", {0: grows}, thresholds.DIGITS_MIN_SPREAD_DROP,
+                    context=repro())
 
 
 # ------------------------------------------------------------------ minibatch SimCLR training (slow)

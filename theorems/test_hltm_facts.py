@@ -1,4 +1,4 @@
-"""Unit tests of dualnet_ssl.hltm and TreeMirrorNet (docs/THEORY.md §8): model, enumeration, metric, network.
+"""The HLTM's exact facts and machinery (docs/THEORY.md §8): transitions, path correlations, sampling, metric, network.
 
 The exact evidence (belief propagation, wiring, correlations, ceilings vs the brute-force joint) is in
 theorems/test_hltm_model.py."""

@@ -1,0 +1,135 @@
+"""The training module's exact expectations and its checker (reference/training.py): E[r_+], E[r_-] against a
+brute-force sum, and "this checker can fail" tests of ``check_residue_shrinks`` (the checker of
+theorems/test_residue_training.py)."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from dualnet_ssl.compare import assert_identity
+from dualnet_ssl.distributions import DiscreteAugmentedData
+from dualnet_ssl.errors import IdentityViolation
+from dualnet_ssl.losses import pair_distance, triplet
+from dualnet_ssl.seeding import make_generator
+from dualnet_ssl.training import (PROTOTYPE_LR, PROTOTYPE_STEPS, check_residue_shrinks, expected_pair_distances,
+                                  prototype_case, train)
+
+F64 = torch.float64
+PASSING_SEED = 0
+"""Seed of the reference run the rejection tests perturb (one of the seeds the thresholds were measured on; the
+theorem tests assert on held-out seeds)."""
+
+
+def tiny_case(seed: int, n: int = 3, m: int = 3, n_out: int = 2):
+    """Random outputs and non-uniform probabilities, so that a wrong weighting cannot cancel by symmetry.
+    m = 3 augmentations: with m = 2 a factor 2/m is 1 and would go unseen."""
+    g = make_generator(seed)
+    rand = lambda *shape: torch.rand(*shape, generator=g, dtype=F64) + 0.1
+    aug, samples = rand(n, m), rand(n)
+    data = DiscreteAugmentedData(torch.randn(n, m, 1, generator=g, dtype=F64),
+                                 aug / aug.sum(1, keepdim=True), samples / samples.sum())
+    return data, torch.randn(n, m, n_out, generator=g, dtype=F64)
+
+
+def brute_force_pair_distances(data, outputs, exclude_self):
+    """(E[r_+], E[r_-]) as plain nested sums over anchors, views and negatives (docs/THEORY.md §6)."""
+    n, m = data.aug_probs.shape
+    p, q = data.sample_probs.tolist(), data.aug_probs.tolist()
+    r = lambda i, a, j, b: float(pair_distance(outputs[i, a], outputs[j, b]))
+    r_pos = r_neg = 0.0
+    for i in range(n):
+        others = sum(p[j] for j in range(n) if j != i) if exclude_self else 1.0
+        for a in range(m):
+            for b in range(m):
+                r_pos += p[i] * q[i][a] * q[i][b] * r(i, a, i, b)
+            for j in range(n):
+                if exclude_self and j == i:
+                    continue
+                for b in range(m):
+                    r_neg += p[i] * q[i][a] * p[j] / others * q[j][b] * r(i, a, j, b)
+    return torch.tensor(r_pos, dtype=F64), torch.tensor(r_neg, dtype=F64)
+
+
+@pytest.mark.parametrize("m", [2, 3])
+@pytest.mark.parametrize("exclude_self", [False, True])
+def test_expected_pair_distances_match_brute_force(exclude_self, m, seed, repro):
+    data, outputs = tiny_case(seed, m=m)
+    got, want = expected_pair_distances(data, outputs, exclude_self), brute_force_pair_distances(
+        data, outputs, exclude_self)
+    for name, a, b in zip(("E[r_+]", "E[r_-]"), got, want):
+        assert_identity(a, b, what=name, context=repro(seed=seed, m=m, exclude_self=exclude_self))
+
+
+# ------------------------------------------------------------------ check_residue_shrinks must be able to fail
+
+@pytest.fixture(scope="module")
+def passing_run():
+    """The §7 run at PASSING_SEED (L_tri, tau 0.5), recorded at steps 0 and 300; it must pass the check."""
+    net, data = prototype_case(PASSING_SEED)
+    return train(net, data, triplet(0.5), lr=PROTOTYPE_LR, steps=PROTOTYPE_STEPS, record_every=PROTOTYPE_STEPS)
+
+
+def test_check_accepts_the_measured_run(passing_run):
+    measured = check_residue_shrinks(passing_run, f"seed={PASSING_SEED}")
+    assert set(measured) == {"spread_drop"} | {f"{q} {name}" for name in passing_run.layers
+                                               for q in ("theta_drop", "final_ratio")}
+
+
+def test_check_rejects_a_run_with_learning_rate_zero(repro):
+    net, data = prototype_case(PASSING_SEED)
+    traj = train(net, data, triplet(0.5), lr=0.0, steps=PROTOTYPE_STEPS, record_every=PROTOTYPE_STEPS)
+    context = repro(seed=PASSING_SEED, lr=0.0)
+    with pytest.raises(IdentityViolation, match=r"spread E\[r_\+\]/E\[r_-\] fell only 1x .*required >= 2x") as err:
+        check_residue_shrinks(traj, context)
+    assert "lr=0" in str(err.value) and "reproduce: pytest" in str(err.value)
+
+
+def _with_last(traj, quantity, layer_index, factor):
+    values = [list(row) for row in getattr(traj, quantity)]
+    values[-1][layer_index] *= factor
+    return dataclasses.replace(traj, **{quantity: values})
+
+
+def test_check_rejects_a_residue_that_does_not_shrink(passing_run):
+    start, end = passing_run.theta_norm[0][1], passing_run.theta_norm[-1][1]
+    stalled = _with_last(passing_run, "theta_norm", 1, 0.5 * start / end)   # fell only 2x in layer 1
+    with pytest.raises(IdentityViolation, match=r"\|\|theta\|\| of layer weights.1 fell only 2x .*required >= 5x"):
+        check_residue_shrinks(stalled, f"seed={PASSING_SEED}")
+
+
+def test_check_measures_the_drop_from_first_to_last_record(passing_run, repro):
+    """A residue that peaks mid-run (100x its start) and ends at start / 2 fell only 2x: the drop is first / last,
+    not the largest / smallest recorded value (which would be 200x here)."""
+    start = passing_run.theta_norm[0][1]
+    first, last = passing_run.theta_norm
+    peaked = dataclasses.replace(
+        passing_run, steps=[0, 150, 300],
+        expected_loss=[passing_run.expected_loss[0]] + passing_run.expected_loss,
+        r_pos=[passing_run.r_pos[0]] + passing_run.r_pos, r_neg=[passing_run.r_neg[0]] + passing_run.r_neg,
+        theta_norm=[first, [t * (100 if l == 1 else 1) for l, t in enumerate(first)],
+                    [start / 2 if l == 1 else t for l, t in enumerate(last)]],
+        main_norm=[passing_run.main_norm[0]] + passing_run.main_norm,
+        grad_norm=[passing_run.grad_norm[0]] + passing_run.grad_norm)
+    context = repro(seed=PASSING_SEED, layer="weights.1", theta="start, 100 start, start/2")
+    with pytest.raises(IdentityViolation, match=r"weights.1 fell only 2x .*steps 0->300\); required >= 5x"):
+        check_residue_shrinks(peaked, context)
+
+
+def test_check_rejects_a_residue_that_vanishes_relative_to_the_main_term(passing_run):
+    big_main = _with_last(passing_run, "main_norm", 2, 100.0)
+    with pytest.raises(IdentityViolation, match=r"final \|\|theta\|\| / \|\|2 OP w\|\| of layer weights.2 is 0.0"):
+        check_residue_shrinks(big_main, f"seed={PASSING_SEED}")
+
+
+def test_check_rejects_non_finite_values(passing_run):
+    broken = dataclasses.replace(passing_run, r_neg=[passing_run.r_neg[0], float("nan")])
+    with pytest.raises(IdentityViolation, match=r"E\[r_-\] is not finite from step 300 \[seed=0\]"):
+        check_residue_shrinks(broken, "seed=0")
+
+
+def test_check_rejects_a_single_record(passing_run):
+    short = dataclasses.replace(passing_run, steps=passing_run.steps[:1])
+    with pytest.raises(IdentityViolation, match="at least 2 recorded steps"):
+        check_residue_shrinks(short)
