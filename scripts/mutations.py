@@ -27,13 +27,22 @@ tests/ file that kills them (theorems/ not run to the end for them).
 Not yet run: results-ok-not-applicable, results-nonfinite-json, errors-violation-not-assertion, the 3 seeding
 entries, hltm-unit-forms-gain, hltm-recovery-wrong-level, 7 regression entries.
 
-Survivors (whole suite):
-- training-positive-weights: E[r_+] scaled by 2/M; tests/test_training.py's brute-force case has M = 2, where the
-  fault is the identity. Fix: give tiny_case M = 3.
-- training-check-theta-drop-inverted: theta drop as max/min instead of first/last; no rejection test has a
-  non-monotone ||theta||. Fix: reject a run whose ||theta|| peaks mid-run and ends above start / 5.
-- digits-rotation-sign, digits-knn-no-normalise, digits-unit-across-unweighted, digits-claim-direction,
-  digits-spread-inverted: for the digits area's owner (its tests were not this helper's to edit).
+Survivors (whole suite), updated by the issue-8 follow-up helper (2026-11-29, --worktree on cfca570 plus its
+test changes): training-positive-weights and training-check-theta-drop-inverted are now killed by theorems/
+(theorems/test_training_checks.py: a brute-force E[r_+] case with M = 3, and a ||theta|| that peaks mid-run);
+digits-rotation-sign, -unit-across-unweighted, -claim-direction, -spread-inverted by theorems/test_digits.py
+(90-degree turns against torch.rot90, a hand-computed unit_variances case, an upper-bound claim, run_figures on a
+known run). Still surviving:
+- digits-knn-no-normalise: not normalising the test features scales each row of the similarity matrix by
+  ||test_i|| > 0, which leaves every row's top-k unchanged: an equivalent mutant (candidate for ``equivalent``).
+  theorems/test_digits.py::test_knn_votes_by_cosine_not_by_distance_or_dot_product pins cosine against Euclidean
+  and dot-product neighbours instead (it would catch the training features left unnormalised).
+- results-ok-not-applicable (first run here, on HEAD): survives the whole suite.
+First runs by that helper: results-nonfinite-json killed by tests/ only; results-ok-not-applicable survived.
+Measured with the harness after the fix (--worktree): training-positive-weights, training-check-theta-drop-inverted,
+digits-noise-not-scaled, digits-rotation-sign killed by theorems/. The other digits entries were checked only on
+theorems/test_digits.py in a scratch copy (the three above killed, knn survived); errors-, seeding- and the 7
+regression entries are still not run.
 
 Killed by tests/ only (pins and rejection tests that live in tests/): thresholds-theta-drop, -min-power,
 -share-growth, -ceiling-fraction and tolerances-rank-cutoff (the table pins, tests/test_tolerances.py);
@@ -405,7 +414,9 @@ DIGITS = [   # run only once the digits area is committed (the lead's /tmp/READY
     _m("digits-same-augmentation", "digits/exact.py", "base = digits.images[indices].repeat_interleave(n_augmentations, 0)",
        "base = digits.images[indices].repeat(n_augmentations, 1, 1)", "views of sample i taken from other images"),
     _m("digits-knn-no-normalise", "digits/metrics.py", "b = torch.nn.functional.normalize(test.double(), dim=1)",
-       "b = test.double()", "kNN: test features not normalised (not cosine)"),
+       "b = test.double()", "kNN: test features not normalised (not cosine)",
+       equivalent="scales each row of the similarity matrix by ||test_i|| > 0, which leaves every row's top-k "
+                  "unchanged"),
     _m("digits-unit-across-unweighted", "digits/metrics.py", "across = (p * (mean - (p * mean).sum(0)) ** 2).sum(0)",
        "across = (p * (mean - mean.mean(0)) ** 2).sum(0) * 2", "across-sample variance scaled wrongly"),
     _m("digits-claim-direction", "digits/checks.py", "else v <= threshold.value)}", "else v >= threshold.value)}",

@@ -14,7 +14,7 @@ from dualnet_ssl.operators import residue
 from dualnet_ssl.tolerances import tolerance
 from dualnet_ssl.training import (PROTOTYPE_LR, PROTOTYPE_STEPS, expected_loss, expected_pair_distances, gradient_step,
                                   prototype_case, train)
-from theorems.test_training_checks import PASSING_SEED, brute_force_pair_distances, tiny_case
+from theorems.training_cases import PASSING_SEED, brute_force_pair_distances, tiny_case
 
 F64 = torch.float64
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from dualnet_ssl.results import CheckResult
 from dualnet_ssl import checks
 from dualnet_ssl.checks import assert_psd, check_balance, check_gradient_shared, check_homogeneity
 from dualnet_ssl.compare import assert_identity
@@ -152,3 +153,15 @@ def test_random_probabilities_are_far_from_uniform(seed):
                                 seed=derive_seed(seed, "probabilities"))
     assert float(data.sample_probs.max() / data.sample_probs.min()) > 1.5, data.sample_probs
     assert float((data.aug_probs.max(1).values / data.aug_probs.min(1).values).min()) > 1.1, data.aug_probs
+
+
+@pytest.mark.parametrize("status, ok", [("pass", True), ("fail", False), ("not_applicable", False)])
+def test_only_a_pass_counts_as_a_pass(status, ok):
+    """A verdict that is not applicable (a network outside the class, an undecidable property) is never evidence:
+    CheckResult.ok is True for "pass" alone, and the summary says which of the three it is."""
+    result = CheckResult(check="balance_total", status=status, message="m", subject="s")
+    assert result.ok is ok, f"status {status!r} gave ok={result.ok}"
+    expected = {"pass": "balance_total passed", "fail": "balance_total FAILED", "not_applicable": "not applicable"}
+    assert expected[status] in result.summary(), result.summary()
+    with pytest.raises(ValueError, match="status"):
+        CheckResult(check="balance_total", status="passed", message="m")

@@ -9,47 +9,13 @@ import pytest
 import torch
 
 from dualnet_ssl.compare import assert_identity
-from dualnet_ssl.distributions import DiscreteAugmentedData
 from dualnet_ssl.errors import IdentityViolation
-from dualnet_ssl.losses import pair_distance, triplet
-from dualnet_ssl.seeding import make_generator
+from dualnet_ssl.losses import triplet
 from dualnet_ssl.training import (PROTOTYPE_LR, PROTOTYPE_STEPS, check_residue_shrinks, expected_pair_distances,
                                   prototype_case, train)
 
-F64 = torch.float64
-PASSING_SEED = 0
-"""Seed of the reference run the rejection tests perturb (one of the seeds the thresholds were measured on; the
-theorem tests assert on held-out seeds)."""
+from theorems.training_cases import PASSING_SEED, brute_force_pair_distances, tiny_case
 
-
-def tiny_case(seed: int, n: int = 3, m: int = 3, n_out: int = 2):
-    """Random outputs and non-uniform probabilities, so that a wrong weighting cannot cancel by symmetry.
-    m = 3 augmentations: with m = 2 a factor 2/m is 1 and would go unseen."""
-    g = make_generator(seed)
-    rand = lambda *shape: torch.rand(*shape, generator=g, dtype=F64) + 0.1
-    aug, samples = rand(n, m), rand(n)
-    data = DiscreteAugmentedData(torch.randn(n, m, 1, generator=g, dtype=F64),
-                                 aug / aug.sum(1, keepdim=True), samples / samples.sum())
-    return data, torch.randn(n, m, n_out, generator=g, dtype=F64)
-
-
-def brute_force_pair_distances(data, outputs, exclude_self):
-    """(E[r_+], E[r_-]) as plain nested sums over anchors, views and negatives (docs/THEORY.md §6)."""
-    n, m = data.aug_probs.shape
-    p, q = data.sample_probs.tolist(), data.aug_probs.tolist()
-    r = lambda i, a, j, b: float(pair_distance(outputs[i, a], outputs[j, b]))
-    r_pos = r_neg = 0.0
-    for i in range(n):
-        others = sum(p[j] for j in range(n) if j != i) if exclude_self else 1.0
-        for a in range(m):
-            for b in range(m):
-                r_pos += p[i] * q[i][a] * q[i][b] * r(i, a, i, b)
-            for j in range(n):
-                if exclude_self and j == i:
-                    continue
-                for b in range(m):
-                    r_neg += p[i] * q[i][a] * p[j] / others * q[j][b] * r(i, a, j, b)
-    return torch.tensor(r_pos, dtype=F64), torch.tensor(r_neg, dtype=F64)
 
 
 @pytest.mark.parametrize("m", [2, 3])

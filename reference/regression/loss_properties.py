@@ -144,7 +144,7 @@ def _balance_per_anchor(adapter: LossAdapter, probe: Probe) -> Verdict:
     rows = anchor_rows(adapter, probe)
     if rows is None:
         total = _balance_total(adapter, probe)
-        raise not_decidable(adapter, total.ok, total.message.split(";")[0])
+        raise not_decidable(adapter, total.ok, f"relative imbalance {total.measured:.3e} over all pairs")
     sums, scales = rows
     _require_gradient(scales)
     tol = tolerance(working_dtype(sums), "gradient")
