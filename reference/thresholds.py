@@ -180,7 +180,7 @@ FLOAT32_SENSITIVITY_FACTOR = Threshold(
     "spread and inverted points, N = default, 19, 64: at most 0.147; the float16-similarity mutant at its "
     "declared tau in {1, 0.5, 0.2, 0.1, 0.05}: at least 10.6 (bfloat16: 104)", "300-307 (correct), 300-311 "
     "(mutants)", "stability_float32 allows this many times the loss's own float32 sensitivity: 6.8x above the "
-    "worst correct loss, 10.6x below the mildest float16 mutant (pytest tests/test_regression_verdicts.py "
+    "worst correct loss, 10.6x below the mildest float16 mutant (pytest theorems/test_regression_verdicts.py "
     "-k float32_tolerance_separates --runslow -s prints the figures)")
 
 FLOAT32_GROSS_FACTOR = Threshold(

@@ -19,7 +19,7 @@ from dualnet_ssl.regression import precision
 from dualnet_ssl.regression.batches import probes
 from dualnet_ssl.regression.declared import private_anchors
 from dualnet_ssl.thresholds import FLOAT32_SENSITIVITY_FACTOR
-from tests.regression_mutants import mutant, one_directional
+from theorems.regression_mutants import mutant, one_directional
 
 pytest_plugins = ("pytester",)
 

@@ -1,4 +1,4 @@
-"""The regression mode catches real bugs and passes correct code (catalogue: tests/regression_mutants.py).
+"""The regression mode catches real bugs and passes correct code (catalogue: theorems/regression_mutants.py).
 
 Every mutant keeps the declaration of the correct loss (SimCLR layout, cosine, mean, NT-Xent at tau); only
 its code is wrong, and it must fail the property listed for it, with a message that names that property.
@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from dualnet_ssl import regression
 from dualnet_ssl.results import CheckResult
-from tests.regression_mutants import CORRECT, DECLARED, MUTATIONS, mutant
+from theorems.regression_mutants import CORRECT, DECLARED, MUTATIONS, mutant
 
 
 def run_all(subject: regression.LossSubject, seed: int) -> dict[str, CheckResult]:

@@ -44,7 +44,7 @@ MUTATIONS = {
     "softmax_then_log": "stability_float32",      # -log(softmax(.)[pos]): inf once the share underflows float32
     "half_precision": "stability_float32",        # similarities in float16 when given float32
     "bfloat16": "stability_float32",              # similarities in bfloat16 when given float32
-    # "float32_clamp" (exp clamped to the dtype's max) saturates only where 1/tau > 88: tests/test_regression_verdicts.py
+    # "float32_clamp" (exp clamped to the dtype's max) saturates only where 1/tau > 88: theorems/test_regression_verdicts.py
     # checks it at a declared tau of 0.5 (non-finite on the nearly aligned points at 0.01) and of 0.01.
     "chunked_mask": "balance_total",              # later row chunks mask the wrong column (only at N > 16)
     "chunked_logsumexp": "reference_value",       # column chunks' log-sum-exps added, not combined (N > 16)
