@@ -109,12 +109,12 @@ def run(mutations: list[Mutation], verbose: bool, worktree: bool = False) -> int
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("-k", default="", help="only mutations whose id contains this text")
+    parser.add_argument("-k", default="", help="only mutations whose id contains this text (several: comma-separated)")
     parser.add_argument("--list", action="store_true", help="print the catalogue and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="print the last line of each pytest run")
     parser.add_argument("--worktree", action="store_true", help="mutate the working tree's files, not HEAD's")
     args = parser.parse_args()
-    chosen = [m for m in MUTATIONS if args.k in m.id]
+    chosen = [m for m in MUTATIONS if any(part in m.id for part in args.k.split(","))]
     if args.list:
         for m in chosen:
             print(f"{m.id:40s} {m.file:40s} {m.description}")
