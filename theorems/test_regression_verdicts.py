@@ -18,6 +18,7 @@ from dualnet_ssl.errors import BadInput
 from dualnet_ssl.regression import precision
 from dualnet_ssl.regression.batches import probes
 from dualnet_ssl.regression.declared import private_anchors
+from dualnet_ssl.regression.verdicts import Verdict, run_check
 from dualnet_ssl.thresholds import FLOAT32_SENSITIVITY_FACTOR
 from theorems.regression_mutants import mutant, one_directional
 
@@ -242,3 +243,11 @@ def test_declared_batch_size_probes_that_size_alone(seed):
     result = regression.check_loss(subject, "balance_total", seed)
     assert result.status == "pass" and result.where == "N=5 (10 points)", result.summary()
     assert torch.isfinite(torch.tensor(result.measured))
+
+
+@pytest.mark.parametrize("figure", [float("nan"), float("inf")])
+def test_a_non_finite_figure_never_passes(figure):
+    """Defence in depth: even a property body that calls its verdict ok fails when its figure is NaN or inf."""
+    result = run_check("balance_total", "subject", 0, lambda: Verdict(True, figure, "rtol=1e-10", "looked fine"))
+    assert result.status == "fail", result.summary()
+    assert result.record()["measured"] is None, result.record()
