@@ -20,7 +20,7 @@ from dualnet_ssl.regression.batches import probes
 from dualnet_ssl.regression.declared import private_anchors
 from dualnet_ssl.regression.verdicts import Verdict, run_check
 from dualnet_ssl.thresholds import FLOAT32_SENSITIVITY_FACTOR
-from theorems.regression_mutants import mutant, one_directional
+from theorems.regression_mutants import mutant, nt_xent, one_directional
 
 pytest_plugins = ("pytester",)
 
@@ -251,3 +251,22 @@ def test_a_non_finite_figure_never_passes(figure):
     result = run_check("balance_total", "subject", 0, lambda: Verdict(True, figure, "rtol=1e-10", "looked fine"))
     assert result.status == "fail", result.summary()
     assert result.record()["measured"] is None, result.record()
+
+
+def test_a_check_that_crashes_fails_and_says_so():
+    """A user loss that raises inside a property is a failure that names the error, never a pass."""
+    def body():
+        raise RuntimeError("boom")
+    result = run_check("balance_total", "subject", 0, body)
+    assert result.status == "fail" and "could not run: RuntimeError: boom" in result.message, result.summary()
+
+
+def test_a_loss_computing_in_float32_is_held_to_float32_tolerances(seed):
+    """No false alarm on a correct loss that computes in float32 inside (float64 in, float32 out): its balance and
+    reference value are held to float32's tolerances, not float64's."""
+    subject = _subject(lambda a, b: nt_xent(a.float(), b.float(), tau=0.5), normalises=True, reference="infonce",
+                       temperature=0.5)
+    for prop in ("balance_total", "reference_value", "reference_weights"):
+        result = regression.check_loss(subject, prop, seed)
+        assert result.status == "pass", result.summary()
+        assert result.tolerance.startswith("rtol=0.0001"), result.summary()

@@ -14,7 +14,8 @@ from dualnet_ssl.losses import triplet
 from dualnet_ssl.training import (PROTOTYPE_LR, PROTOTYPE_STEPS, check_residue_shrinks, expected_pair_distances,
                                   prototype_case, train)
 
-from theorems.training_cases import PASSING_SEED, brute_force_pair_distances, tiny_case
+from theorems.training_cases import F64, PASSING_SEED, brute_force_pair_distances, tiny_case
+from dualnet_ssl.distributions import enumerate_loss
 
 
 
@@ -99,3 +100,23 @@ def test_check_rejects_a_single_record(passing_run):
     short = dataclasses.replace(passing_run, steps=passing_run.steps[:1])
     with pytest.raises(IdentityViolation, match="at least 2 recorded steps"):
         check_residue_shrinks(short)
+
+
+def test_train_honours_exclude_self(seed, repro):
+    """With self-negatives excluded, the step and the records follow the exclude-self distribution (enumeration and
+    brute force), which differs from the one with self-negatives."""
+    loss, lr = triplet(0.5), PROTOTYPE_LR
+    net, data = prototype_case(seed)
+    fresh, _ = prototype_case(seed)
+    traj = train(net, data, loss, lr=lr, steps=1, record_every=1, exclude_self=True)
+    context = repro(seed=seed, loss=loss, exclude_self=True)
+    outputs = fresh(data.flat_views()).reshape(*data.aug_probs.shape, -1)
+    values = {flag: enumerate_loss(data, outputs, loss, exclude_self=flag).expected for flag in (True, False)}
+    assert abs(float((values[True] - values[False]).detach())) > 1e-3, f"exclusion should change E[L] [{context}]"
+    assert_identity(torch.tensor(traj.expected_loss[0], dtype=F64), values[True].detach(), what="E[L] recorded",
+                    context=context)
+    r_neg = brute_force_pair_distances(data, outputs.detach(), exclude_self=True)[1]
+    assert_identity(torch.tensor(traj.r_neg[0], dtype=F64), r_neg, what="E[r_-] recorded", context=context)
+    grads = torch.autograd.grad(values[True], list(fresh.parameters()))
+    for p, q, g in zip(net.parameters(), fresh.parameters(), grads):
+        assert_identity(p.detach(), (q - lr * g).detach(), what="weights after one exclude-self step", context=context)
