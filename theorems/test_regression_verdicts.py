@@ -270,3 +270,24 @@ def test_a_loss_computing_in_float32_is_held_to_float32_tolerances(seed):
         result = regression.check_loss(subject, prop, seed)
         assert result.status == "pass", result.summary()
         assert result.tolerance.startswith("rtol=0.0001"), result.summary()
+
+
+def _simp(a, b):
+    return regression.reference_simple().fn(a, b)
+
+
+def test_balance_is_held_to_the_gradient_tolerance(seed):
+    """An extra pull on positives of 1e-6 of the loss's pair weights is an imbalance far below any float32 noise,
+    yet in float64 it must fail balance_total: the tolerance is rtol 1e-10, not a loose one."""
+    pull = _subject(lambda a, b: _simp(a, b) + 1e-6 * ((a - b) ** 2).sum())
+    result = regression.check_loss(pull, "balance_total", seed)
+    assert result.status == "fail" and 1e-8 < result.measured < 1e-4, result.summary()
+    assert regression.check_loss(_subject(_simp), "balance_total", seed).status == "pass"
+
+
+def test_a_declared_negative_pulled_together_fails_the_sign_check(seed):
+    """Theorem 2: every negative weight is < 0. A negative pair (z0[0], z1[1]) attracted instead fails weight_signs,
+    whatever the positives do."""
+    attracted = _subject(lambda a, b: _simp(a, b) + 2.0 * ((a[0] - b[1]) ** 2).sum())
+    result = regression.check_loss(attracted, "weight_signs", seed)
+    assert result.status == "fail" and "declared negative" in result.message, result.summary()
