@@ -291,3 +291,21 @@ def test_a_declared_negative_pulled_together_fails_the_sign_check(seed):
     attracted = _subject(lambda a, b: _simp(a, b) + 2.0 * ((a[0] - b[1]) ** 2).sum())
     result = regression.check_loss(attracted, "weight_signs", seed)
     assert result.status == "fail" and "declared negative" in result.message, result.summary()
+
+
+def test_a_loss_weighing_an_undeclared_pair_fails(seed):
+    """Declared one-directional without same-view negatives, the pairs within z0 are undeclared: a loss that also
+    repels z0[0] from z0[1] fails undeclared_pairs."""
+    declares = dict(symmetric=False, same_view_negatives=False)
+    extra = _subject(lambda a, b: one_way_simp(a, b) - ((a[0] - a[1]) ** 2).sum(), **declares)
+    result = regression.check_loss(extra, "undeclared_pairs", seed)
+    assert result.status == "fail" and "undeclared" in result.message, result.summary()
+    assert regression.check_loss(_subject(one_way_simp, **declares), "undeclared_pairs", seed).status == "pass"
+
+
+def one_way_simp(a, b):
+    """L_simp with z0 as the only anchors and the other samples' z1 as negatives (one-directional)."""
+    r = 0.5 * torch.cdist(a, b) ** 2
+    n = a.shape[0]
+    off = ~torch.eye(n, dtype=torch.bool)
+    return (r.diagonal() - (r * off).sum(1) / (n - 1)).mean()
