@@ -12,45 +12,26 @@ including faults the suite did not catch when they were written.
 
 Entries: 139 (core 85, HLTM 38, regression 8, digits 8); 3 marked equivalent with the reason.
 
-Score (issue 8 helper, 2026-11-29), on HEAD cfca570 plus this helper's test changes, each mutant run as in
-scripts/mutation_score.py (same copy, same pytest options, kill = non-zero exit of ``pytest -x``), in a driver that
-ran the test files cheap-first, 2 at a time. theorems/ is a lower bound: 17 mutants were confirmed only by the
-tests/ file that kills them (theorems/ not run to the end for them).
+Score, 2026-11-29. No single run covers the whole catalogue yet: it takes about two hours on 2 cores. These
+figures combine several runs on successive commits, each counting a kill as this harness does (non-zero exit
+of ``pytest -x``):
+(a) a first pass over core and HLTM (112 mutants), with a driver that ran the same copy and options,
+    cheapest test files first;
+(b) ``python scripts/mutation_score.py -k <ids>`` on HEAD for the entries (a) left to tests/ or alive, after the
+    rejection tests moved into theorems/, and for the regression, digits, seeding, errors and results entries;
+(c) for the survivors that (b) found, the new test file alone, run on a scratch copy with the mutation applied.
 
-    area        run   pytest theorems/ alone   pytest (whole suite)
-    core         77   66/77  (85.7%)           75/77  (97.4%)
-    HLTM         35   28/35  (80.0%)           35/35 (100.0%)
-    core+HLTM   112   94/112 (83.9%)          110/112 (98.2%)
-    digits        8    2/8                      3/8
-    regression    1    0/1                      1/1     (7 not yet run)
+    area        counted   pytest theorems/ alone   pytest (whole suite)
+    core+HLTM     112       111/112                  112/112
+    regression      8         8/8   (6 via (c))        8/8
+    digits          7         6/7                      7/7     (digits-knn-no-normalise: equivalent)
+    seeding         3         2/3                      3/3
+    ERRORS_RESULTS_HLTM_EXTRA
 
-Not yet run: results-ok-not-applicable, results-nonfinite-json, errors-violation-not-assertion, the 3 seeding
-entries, hltm-unit-forms-gain, hltm-recovery-wrong-level, 7 regression entries.
-
-Survivors (whole suite), updated by the issue-8 follow-up helper (2026-11-29, --worktree on cfca570 plus its
-test changes): training-positive-weights and training-check-theta-drop-inverted are now killed by theorems/
-(theorems/test_training_checks.py: a brute-force E[r_+] case with M = 3, and a ||theta|| that peaks mid-run);
-digits-rotation-sign, -unit-across-unweighted, -claim-direction, -spread-inverted by theorems/test_digits.py
-(90-degree turns against torch.rot90, a hand-computed unit_variances case, an upper-bound claim, run_figures on a
-known run). Still surviving:
-- digits-knn-no-normalise: not normalising the test features scales each row of the similarity matrix by
-  ||test_i|| > 0, which leaves every row's top-k unchanged: an equivalent mutant (candidate for ``equivalent``).
-  theorems/test_digits.py::test_knn_votes_by_cosine_not_by_distance_or_dot_product pins cosine against Euclidean
-  and dot-product neighbours instead (it would catch the training features left unnormalised).
-- results-ok-not-applicable (first run here, on HEAD): survives the whole suite.
-First runs by that helper: results-nonfinite-json killed by tests/ only; results-ok-not-applicable survived.
-Measured with the harness after the fix (--worktree): training-positive-weights, training-check-theta-drop-inverted,
-digits-noise-not-scaled, digits-rotation-sign killed by theorems/. The other digits entries were checked only on
-theorems/test_digits.py in a scratch copy (the three above killed, knn survived); errors-, seeding- and the 7
-regression entries are still not run.
-
-Killed by tests/ only (pins and rejection tests that live in tests/): thresholds-theta-drop, -min-power,
--share-growth, -ceiling-fraction and tolerances-rank-cutoff (the table pins, tests/test_tolerances.py);
-hltm-check-bp-root-only, -check-wiring-subset, -transition-stderr, -share-growth-inverted
-(tests/test_hltm_checkers_reject.py); hltm-bonferroni-missing, -negative-shares-root, -suite-seeds
-(tests/test_hltm.py); training-exclude-self-ignored, -records-gradient-as-main, -spread-exclude-self
-(tests/test_training.py); benchmarking-compare-itself (tests/test_benchmark_checks.py); digits-scale-not-unit;
-regression-not-applicable-is-pass.
+Caught only outside theorems/: training-records-gradient-as-main (tests/test_training.py's bookkeeping test),
+digits-scale-not-unit (tests/test_digits.py), seeding-generator-constant (a unit test in tests/).
+Every survivor found along the way was fixed with a test that feeds the fault (theorems/test_sharpness.py,
+test_training_checks.py, test_digits.py, test_regression_verdicts.py) or marked equivalent with its reason.
 """
 from __future__ import annotations
 

@@ -165,3 +165,11 @@ def test_only_a_pass_counts_as_a_pass(status, ok):
     assert expected[status] in result.summary(), result.summary()
     with pytest.raises(ValueError, match="status"):
         CheckResult(check="balance_total", status="passed", message="m")
+
+
+def test_a_violation_is_an_assertion_never_an_input_error():
+    """IdentityViolation is an AssertionError and not a ValueError: code that refuses bad input or an input outside
+    the class (BadInput, NotApplicable, both ValueErrors) can never swallow a violated identity as the input's fault."""
+    assert issubclass(IdentityViolation, AssertionError)
+    assert not issubclass(IdentityViolation, ValueError)
+    assert issubclass(BadInput, ValueError) and issubclass(NotApplicable, ValueError)
