@@ -357,7 +357,7 @@ HLTM = [
        "share growth measured as 1 + |change|: a fall counts as growth"),
 ]
 
-REGRESSION = [   # run only once the regression area is committed (the lead's /tmp/READY_regression)
+REGRESSION = [   # regression mode (reference/regression/)
     _m("regression-not-applicable-is-pass", "regression/verdicts.py",
        'return CheckResult(status="not_applicable", message=str(err), **common)',
        'return CheckResult(status="pass", message=str(err), **common)', "a not-applicable check is reported as passed"),
@@ -384,7 +384,7 @@ REGRESSION = [   # run only once the regression area is committed (the lead's /t
        "return Verdict(True, worst / float(weights.abs().max()), tol, message)", "undeclared pairs never fail"),
 ]
 
-DIGITS = [   # run only once the digits area is committed (the lead's /tmp/READY_digits)
+DIGITS = [   # the digits study (reference/digits/)
     _m("digits-noise-not-scaled", "digits/data.py", "return erased + (s * NOISE_SD * max_intensity) * draw.noise.to(dtype)",
        "return erased + (NOISE_SD * max_intensity) * draw.noise.to(dtype)", "pixel noise not scaled by s: s = 0 is no identity"),
     _m("digits-rotation-sign", "digits/data.py", "warped = _bilinear(images, cos * row + sin * col + centre, cos * col - sin * row + centre)",
