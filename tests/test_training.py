@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from dualnet_ssl.compare import assert_identity
-from dualnet_ssl.distributions import enumerate_loss
+from dualnet_ssl.distributions import enumerate_loss, view_outputs
 from dualnet_ssl.errors import BadInput
 from dualnet_ssl.losses import PairLoss, simple, triplet, triplet_loss
 from dualnet_ssl.operators import residue
@@ -64,7 +64,7 @@ def test_train_records_residue_and_spread_at_each_recorded_step(seed, repro):
         assert_identity(got, want, what=f"recorded norms at step 0, layer {name}", context=context)
         assert traj.ratio(name)[0] == pytest.approx(split.ratio(), rel=tolerance(F64, "exact").rtol)
     with torch.no_grad():
-        r_pos, r_neg = expected_pair_distances(data, fresh(data.flat_views()).reshape(*data.aug_probs.shape, -1))
+        r_pos, r_neg = expected_pair_distances(data, view_outputs(fresh, data))
     assert_identity(torch.tensor([traj.r_pos[0], traj.r_neg[0]], dtype=F64), torch.stack([r_pos, r_neg]),
                     what="recorded E[r_+], E[r_-] at step 0", context=context)
 

@@ -15,7 +15,7 @@ from dualnet_ssl.training import (PROTOTYPE_LR, PROTOTYPE_STEPS, check_residue_s
                                   prototype_case, train)
 
 from theorems.training_cases import F64, PASSING_SEED, brute_force_pair_distances, tiny_case
-from dualnet_ssl.distributions import enumerate_loss
+from dualnet_ssl.distributions import enumerate_loss, view_outputs
 
 
 
@@ -110,7 +110,7 @@ def test_train_honours_exclude_self(seed, repro):
     fresh, _ = prototype_case(seed)
     traj = train(net, data, loss, lr=lr, steps=1, record_every=1, exclude_self=True)
     context = repro(seed=seed, loss=loss, exclude_self=True)
-    outputs = fresh(data.flat_views()).reshape(*data.aug_probs.shape, -1)
+    outputs = view_outputs(fresh, data)
     values = {flag: enumerate_loss(data, outputs, loss, exclude_self=flag).expected for flag in (True, False)}
     assert abs(float((values[True] - values[False]).detach())) > 1e-3, f"exclusion should change E[L] [{context}]"
     assert_identity(torch.tensor(traj.expected_loss[0], dtype=F64), values[True].detach(), what="E[L] recorded",
