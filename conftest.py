@@ -10,7 +10,8 @@ from hypothesis import HealthCheck, settings
 from dualnet_ssl.seeding import seed_from_text
 
 # Regression-check mode: --ssl-loss / --ssl-model / --ssl-report (docs/REGRESSION.md).
-# Regression-check mode (--ssl-loss ...) is the installed plugin dualnet_ssl.regression.plugin (pytest11 entry point).
+# Regression-check mode (--ssl-loss ...) is the installed plugin dualnet_ssl.pytest_plugin (pytest11 entry point),
+# which loads dualnet_ssl.regression.plugin only when an --ssl-* option is given.
 
 # The fixtures given to Hypothesis tests (device, seed, repro) are pure, so sharing them across examples is safe.
 _SUPPRESSED = [HealthCheck.too_slow, HealthCheck.function_scoped_fixture]

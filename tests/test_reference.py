@@ -19,7 +19,7 @@ from dualnet_ssl.seeding import make_generator
 from dualnet_ssl.operators import (laplacian, numerical_rank, operator_dense, operator_from_definition, operator_times,
                                    symmetric_eigenvalues, variance_pair_mass)
 from dualnet_ssl.tolerances import _TABLE, tolerance
-from tests.nets_outside_class import ResidualMLP, batchnorm_mlp, biased_mlp
+from theorems.nets_outside_class import ResidualMLP, batchnorm_mlp, biased_mlp
 
 f64 = torch.float64
 

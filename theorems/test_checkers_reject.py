@@ -17,7 +17,7 @@ from dualnet_ssl.networks import BiasFreeConvNet, BiasFreeMLP
 from dualnet_ssl.operators import mean_connections, operator_from_definition, operator_times
 from dualnet_ssl.sampled import check_sampled_error_rate, per_tuple_gradients
 from dualnet_ssl.seeding import make_generator
-from tests.nets_outside_class import ResidualMLP, biased_mlp
+from theorems.nets_outside_class import ResidualMLP, biased_mlp
 from theorems.faults import shrunken_batches
 
 f64 = torch.float64

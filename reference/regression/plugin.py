@@ -1,71 +1,33 @@
-"""pytest plugin for regression-check mode (docs/REGRESSION.md): options, the checks as pytest items, the report.
+"""The regression checks as a pytest plugin (docs/REGRESSION.md): the items, the report, the terminal summary.
 
-Installed with the suite (entry point ``pytest11: dualnet_ssl``), so ``--ssl-loss`` and its siblings exist
-in any pytest run. Without ``--ssl-loss`` / ``--ssl-model`` the plugin adds nothing. With them it adds one
-item per property and draw for the user's subjects; when no test paths are given on the command line it
-runs those items alone, so ``pytest --ssl-loss mypkg.losses:make_loss`` in a user's repository checks the
-loss and nothing else. Options ``--runslow`` and ``--device`` belong to the suite's own conftest.py, not here.
+Not an entry point itself: the suite's entry point, ``dualnet_ssl.pytest_plugin``, registers the --ssl-*
+options and imports this module (and with it torch) only when a run names a subject or a report. Then this
+module adds one item per property and draw for the user's subjects; when no test paths are given on the
+command line it runs those items alone, so ``pytest --ssl-loss mypkg.losses:make_loss`` in a user's
+repository checks the loss and nothing else. The JSON report is assembled in ``report``.
 """
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import json
-import platform
 import re
 import shlex
 import sys
 
 import pytest
-import torch
 
 from dualnet_ssl.errors import BadInput
+from dualnet_ssl.pytest_plugin import OPTIONS, REPORT_OPTION, active
 from dualnet_ssl.regression.builtin import reference_mlp
 from dualnet_ssl.regression.loading import NetSubject, load_loss, load_net
 from dualnet_ssl.regression.loss_properties import LOSS_PROPERTIES, check_loss
 from dualnet_ssl.regression.network_properties import (COVARIANCE_PROPERTY, NET_PROPERTIES, check_covariance_form,
                                                        check_network)
-from dualnet_ssl.results import STATUSES, CheckResult
+from dualnet_ssl.regression.report import REPORT_FORMAT, summary, write_report  # noqa: F401 (REPORT_FORMAT: re-exported)
+from dualnet_ssl.results import CheckResult
 from dualnet_ssl.seeding import derive_seed
-
-SUBJECT_OPTIONS = ("--ssl-loss", "--ssl-model")
-OPTIONS = ("--ssl-loss", "--ssl-loss-kwargs", "--ssl-loss-declares", "--ssl-batch", "--ssl-model",
-           "--ssl-model-kwargs", "--ssl-model-input", "--ssl-seeds")
-REPORT_FORMAT = "dualnet-ssl-regression/2"
 
 _RECORDS = pytest.StashKey[list]()
 _SUBJECTS = pytest.StashKey[dict]()
-
-
-def pytest_addoption(parser):
-    group = parser.getgroup("ssl-regression", "regression-check mode: the theory's properties on your loss and network")
-    group.addoption("--ssl-loss", metavar="PKG.MOD:FACTORY", default=None,
-                    help="your loss factory; it returns dualnet_ssl.regression.two_view(...)/per_anchor(...) or a "
-                         "bare loss callable declared with --ssl-loss-declares")
-    group.addoption("--ssl-loss-kwargs", metavar="JSON", default=None,
-                    help="keyword arguments for the loss factory, e.g. '{\"temperature\": 0.2}'")
-    group.addoption("--ssl-loss-declares", metavar="JSON", default=None,
-                    help="the declaration of a bare loss callable, e.g. '{\"form\": \"two_view\", \"symmetric\": "
-                         "false, \"same_view_negatives\": false, \"normalises\": true}'")
-    group.addoption("--ssl-batch", type=int, default=None, metavar="N",
-                    help="probe the loss at N samples only (a loss built for one batch size); by default it is "
-                         "probed at several sizes, one of them 64 (same as batch_size in the declaration)")
-    group.addoption("--ssl-model", metavar="PKG.MOD:FACTORY", default=None,
-                    help="your network factory (an nn.Module or dualnet_ssl.regression.NetAdapter)")
-    group.addoption("--ssl-model-kwargs", metavar="JSON", default=None,
-                    help="keyword arguments for the network factory")
-    group.addoption("--ssl-model-input", metavar="JSON", default=None,
-                    help="the network's input shape without the batch, e.g. '[3, 32, 32]' (read from a first "
-                         "nn.Linear when omitted)")
-    group.addoption("--ssl-seeds", type=int, default=1, metavar="K",
-                    help="probe every property at K draws (default 1)")
-    group.addoption("--ssl-report", metavar="PATH", default=None,
-                    help="write one strict-JSON record per property (status, measured figure, tolerance, seed, "
-                         "reproduce command) to PATH")
-
-
-def _active(config) -> bool:
-    return any(config.getoption(name) for name in SUBJECT_OPTIONS)
 
 
 def _load_subjects(config) -> dict:
@@ -91,7 +53,7 @@ def _load_subjects(config) -> dict:
 
 def pytest_configure(config):
     config.stash[_RECORDS] = []
-    if not _active(config):
+    if not active(config):
         return
     config.stash[_SUBJECTS] = _load_subjects(config)
     if config.args_source != pytest.Config.ArgsSource.ARGS:
@@ -188,7 +150,7 @@ def _items(parent) -> list:
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session, config, items):
-    if not _active(config):
+    if not active(config):
         return
     collector = RegressionChecks.from_parent(session, name="ssl-regression", nodeid="ssl-regression")
     checks = collector.collect()
@@ -196,33 +158,18 @@ def pytest_collection_modifyitems(session, config, items):
     items.extend(checks)   # tryfirst: -k and -m deselection then see these items too
 
 
-def _summary(records: list) -> dict:
-    return {status: sum(r["status"] == status for r in records) for status in STATUSES}
-
-
 def pytest_sessionfinish(session, exitstatus):
-    path = session.config.getoption("--ssl-report")
-    if not path:
-        return
-    records = session.config.stash.get(_RECORDS, [])
-    report = {
-        "format": REPORT_FORMAT,
-        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "options": {name: session.config.getoption(name) for name in OPTIONS},
-        "versions": {"python": platform.python_version(), "torch": torch.__version__},
-        "summary": _summary(records),
-        "records": records,
-    }
-    with open(path, "w", encoding="utf-8") as handle:
-        json.dump(report, handle, indent=2, allow_nan=False)   # strict JSON: records hold null, never NaN
+    path = session.config.getoption(REPORT_OPTION)
+    if path:
+        write_report(session.config, path, session.config.stash.get(_RECORDS, []))
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
     records = config.stash.get(_RECORDS, [])
     if not records:
         return
-    counts = _summary(records)
-    path = config.getoption("--ssl-report")
+    counts = summary(records)
+    path = config.getoption(REPORT_OPTION)
     terminalreporter.write_sep("-", "ssl regression check")
     terminalreporter.write_line(", ".join(f"{n} {status.replace('_', ' ')}" for status, n in counts.items())
                                 + (f"; report written to {path}" if path else ""))
