@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 
 import pytest
 import torch
@@ -67,10 +68,28 @@ def device(request) -> torch.device:
     return torch.device("cpu")
 
 
+# Opt-in, to find tests that pass for one seed only (as linear_operator's unlocked seeds): with
+# DUALNET_UNLOCK_SEED=1 every `seed` fixture draws a fresh seed; DUALNET_SEED=<n> pins every one to n, which is
+# how a failure of an unlocked run is reproduced (its repro line names the seed).
+_UNLOCK_SEED = os.environ.get("DUALNET_UNLOCK_SEED", "") not in ("", "0")
+_PINNED_SEED = os.environ.get("DUALNET_SEED")
+
+
 @pytest.fixture
 def seed(request) -> int:
-    """A per-test seed from the test id (adler32, stable across runs and machines)."""
+    """A per-test seed from the test id (adler32, stable across runs and machines), unless unlocked or pinned."""
+    if _PINNED_SEED is not None:
+        return int(_PINNED_SEED)
+    if _UNLOCK_SEED:
+        drawn = secrets.randbelow(2**31)
+        request.node.user_properties.append(("seed", drawn))
+        return drawn
     return seed_from_text(request.node.nodeid)
+
+
+def _seed_prefix(request) -> str:
+    drawn = dict(request.node.user_properties).get("seed")
+    return f"DUALNET_SEED={drawn} " if drawn is not None else ""
 
 
 @pytest.fixture
@@ -78,8 +97,16 @@ def repro(request, device):
     """Build the reproduction line a failure message carries: the test id, the device and any case details."""
     def line(**details) -> str:
         case = ", ".join(f"{k}={v}" for k, v in details.items())
-        return f"{case}; reproduce: pytest '{request.node.nodeid}' --device {device.type}"
+        return f"{case}; reproduce: {_seed_prefix(request)}pytest '{request.node.nodeid}' --device {device.type}"
     return line
+
+
+def pytest_runtest_makereport(item, call):
+    """In an unlocked run, a failing test's report names the seed it drew, so the failure can be reproduced."""
+    drawn = dict(item.user_properties).get("seed")
+    if drawn is not None and call.excinfo is not None and call.when == "call":
+        item.add_report_section("call", "seed", f"unlocked seed: reproduce with DUALNET_SEED={drawn} pytest "
+                                                f"'{item.nodeid}'")
 
 
 @pytest.fixture(scope="session")
