@@ -16,6 +16,9 @@ Usage (opt-in, not in the default CI; about 20-40 min on 2 cores):
     python scripts/mutation_score.py                 # every mutation
     python scripts/mutation_score.py -k kron -v      # those whose id contains "kron", with pytest's output tails
     python scripts/mutation_score.py --list          # the catalogue
+    python scripts/mutation_score.py -k regression --first theorems/test_regression_verdicts.py,theorems/test_regression.py
+                                                     # a red run of those files is a red theorems/; the survivors then
+                                                     # run theorems/ whole, then the whole suite
 """
 from __future__ import annotations
 
@@ -62,7 +65,7 @@ def _pytest(tree: Path, args: list[str]) -> tuple[int, str]:
     return done.returncode, (done.stdout + done.stderr)[-1500:]
 
 
-def run(mutations: list[Mutation], verbose: bool, worktree: bool = False) -> int:
+def run(mutations: list[Mutation], verbose: bool, worktree: bool = False, first: list[str] = ()) -> int:
     results = []
     with tempfile.TemporaryDirectory() as scratch:
         tree = Path(scratch)
@@ -81,7 +84,11 @@ def run(mutations: list[Mutation], verbose: bool, worktree: bool = False) -> int
             path.write_text(original.replace(m.find, m.replace))
             start = time.perf_counter()
             try:
-                status, tail = _pytest(tree, ["theorems/"])
+                status = 0
+                if first:     # files inside theorems/: red there is red in theorems/ (same tests, same order)
+                    status, tail = _pytest(tree, list(first))
+                if status == 0:
+                    status, tail = _pytest(tree, ["theorems/"])
                 outcome = "killed by theorems/"
                 if status == 0:
                     status, tail = _pytest(tree, [])
@@ -113,13 +120,19 @@ def main() -> int:
     parser.add_argument("--list", action="store_true", help="print the catalogue and exit")
     parser.add_argument("-v", "--verbose", action="store_true", help="print the last line of each pytest run")
     parser.add_argument("--worktree", action="store_true", help="mutate the working tree's files, not HEAD's")
+    parser.add_argument("--first", default="", help="comma-separated test files under theorems/ to run first (a "
+                        "cheaper first stage: a mutant they kill is killed by theorems/; survivors run theorems/ whole)")
     args = parser.parse_args()
+    first = [path for path in args.first.split(",") if path]
+    outside = [path for path in first if not path.startswith("theorems/")]
+    if outside:
+        parser.error(f"--first takes files under theorems/ only (a kill must count for theorems/): {outside}")
     chosen = [m for m in MUTATIONS if any(part in m.id for part in args.k.split(","))]
     if args.list:
         for m in chosen:
             print(f"{m.id:40s} {m.file:40s} {m.description}")
         return 0
-    return run(chosen, args.verbose, args.worktree)
+    return run(chosen, args.verbose, args.worktree, first)
 
 
 if __name__ == "__main__":
