@@ -1,0 +1,161 @@
+"""BYOL and SimSiam (docs/THEORY.md §9): batch centring adds an implicit contrastive term to the gradient.
+
+Online bias-free ReLU net f -> batch normalisation step (no affine, training mode) -> bias-free predictor h,
+against a stop-gradient target (separate weights: BYOL; the online weights: SimSiam). At every layer of f:
+
+- autograd's gradient = (a) + (b): (a) with the batch statistics held fixed, (b) through them;
+- (a) = sum_b K_b g_b and, for centring, (b) = -Kbar sum_c g_c, with K_l in closed form (Kronecker), the
+  predictor's Jacobian and the loss derivative in closed form; and (a) + (b) = 1/(2B) sum_bc (K_b - K_c)(g_b - g_c);
+- no normalisation step: (b) = 0; centring with a linear (or no) predictor, a centred target and the
+  unnormalised loss: (b) = 0, because sum_c g_c = 0;
+- variance-only: (b) = -sum_b (K_b - Kbar) S (K_b - Kbar)^T w, and the loss is blind to each feature's scale.
+
+Every case runs in float64 on enumerated small batches (B = 2, 3, 5), tolerance ``gradient``. The rejection
+tests at the end feed the named faults.
+"""
+import pytest
+import torch
+from hypothesis import assume, given
+from hypothesis import strategies as st
+
+from dualnet_ssl.byol import (LOSSES, DualBranch, check_covariance_form, check_implicit_term_vanishes,
+                              check_scale_invariance, check_split, closed_form_terms)
+from dualnet_ssl.errors import BadInput, IdentityViolation
+from dualnet_ssl.networks import BiasFreeMLP
+from dualnet_ssl.seeding import derive_seed, make_generator
+from theorems.strategies import relu_or_leaky, seeds
+
+BATCHES = (2, 3, 5)
+
+
+def _views(seed, batch, dim):
+    g = make_generator(derive_seed(seed, "views"))
+    return (torch.randn(batch, dim, generator=g, dtype=torch.float64),
+            torch.randn(batch, dim, generator=g, dtype=torch.float64))
+
+
+def _model(seed, kind, *, widths=(5, 8, 4), predictor_widths=(4, 6, 4), slope=0.0, device="cpu", **options):
+    online = BiasFreeMLP(widths, seed=derive_seed(seed, "online"), negative_slope=slope, device=device)
+    predictor = None if predictor_widths is None else BiasFreeMLP(
+        predictor_widths, seed=derive_seed(seed, "predictor"), negative_slope=slope, device=device)
+    target = BiasFreeMLP(widths, seed=derive_seed(seed, "target"), negative_slope=slope, device=device) \
+        if kind == "byol" else None
+    return DualBranch(online, predictor, target, **options)
+
+
+def _case(seed, kind, batch, device, **options):
+    model = _model(seed, kind, device=device, **options)
+    x1, x2 = (x.to(device) for x in _views(seed, batch, model.online.widths[0]))
+    return model, x1, x2
+
+
+@pytest.mark.parametrize("batch", BATCHES)
+@pytest.mark.parametrize("loss", LOSSES)
+@pytest.mark.parametrize("normalisation", ["centre", "variance"])
+@pytest.mark.parametrize("kind", ["byol", "simsiam"])
+def test_byol_gradient_splits_into_positive_and_implicit_terms(kind, normalisation, loss, batch, seed, device, repro):
+    model, x1, x2 = _case(seed, kind, batch, device, normalisation=normalisation, loss=loss)
+    for name in model.online.layer_names():
+        check_split(model, x1, x2, name, context=repro(kind=kind, batch=batch, seed=seed))
+
+
+@given(depth=st.integers(1, 3), width=st.integers(2, 8), rep=st.integers(2, 5), slope=relu_or_leaky,
+       batch=st.sampled_from(BATCHES), symmetric=st.booleans(), loss=st.sampled_from(LOSSES),
+       kind=st.sampled_from(["byol", "simsiam"]), seed=seeds)
+def test_byol_split_and_covariance_form_over_architectures(depth, width, rep, slope, batch, symmetric, loss, kind,
+                                                             seed, device, repro):
+    widths = [width + 1] * depth + [rep]
+    model, x1, x2 = _case(seed, kind, batch, device, widths=widths, predictor_widths=(rep, width, rep), slope=slope,
+                          loss=loss, symmetric=symmetric)
+    with torch.no_grad():                     # the normalised loss needs non-zero predictions and targets
+        outputs = [model.predictor(model.representation(x)) for x in (x1, x2)]
+        outputs += [model.target_norm(model.target_net(x)) for x in (x1, x2)]
+    assume(loss == "unnormalised" or min(float(o.norm(dim=1).min()) for o in outputs) > 1e-6)
+    context = repro(widths=widths, slope=slope, batch=batch, symmetric=symmetric, seed=seed)
+    for name in model.online.layer_names():
+        check_split(model, x1, x2, name, context=context)
+        check_covariance_form(model, x1, x2, name, context=context)
+
+
+@pytest.mark.parametrize("kind", ["byol", "simsiam"])
+def test_byol_implicit_term_is_zero_without_centring(kind, seed, device, repro):
+    """Sanity (no statistics, nothing to differentiate): (b) = 0, and (a) still matches its closed form."""
+    model, x1, x2 = _case(seed, kind, 3, device, normalisation="none")
+    for name in model.online.layer_names():
+        check_implicit_term_vanishes(model, x1, x2, name, context=repro(seed=seed))
+        check_split(model, x1, x2, name, context=repro(seed=seed))
+
+
+@pytest.mark.parametrize("predictor_widths", [(4, 4), None], ids=["linear predictor", "no predictor"])
+def test_byol_implicit_term_needs_a_nonlinearity_after_centring(predictor_widths, seed, device, repro):
+    """Centred target, unnormalised loss, linear predictor P: sum_c g_c = (2/B) P^T sum_c (P v_c - t_c) = 0."""
+    model, x1, x2 = _case(seed, "byol", 5, device, predictor_widths=predictor_widths)
+    for name in model.online.layer_names():
+        check_implicit_term_vanishes(model, x1, x2, name, context=repro(seed=seed))
+
+
+@pytest.mark.parametrize("kind", ["byol", "simsiam"])
+def test_byol_variance_only_normalisation_cancels_feature_scale(kind, seed, device, repro):
+    """What remains without the centring: (b) = -sum_b (K_b - Kbar) S (K_b - Kbar)^T w (checked in check_split)
+    and it removes exactly the gradient's component along each feature's scale."""
+    model, x1, x2 = _case(seed, kind, 5, device, normalisation="variance", loss="normalised", symmetric=True)
+    check_scale_invariance(model, x1, x2, context=repro(kind=kind, seed=seed))
+
+
+# ---------------------------------------------------------------- rejection: each fault named
+
+def test_byol_rejects_wrong_sign_of_implicit_term(seed):
+    model, x1, x2 = _case(seed, "byol", 3, "cpu")
+    with pytest.raises(IdentityViolation, match=r"implicit term \(b\).*BYOL, layer weights.0"):
+        check_split(model, x1, x2, "weights.0",
+                    closed_form=lambda *args: closed_form_terms(*args, implicit_sign=-1.0))
+
+
+def test_byol_rejects_derivation_missing_the_predictor(seed):
+    model, x1, x2 = _case(seed, "simsiam", 3, "cpu")
+    with pytest.raises(IdentityViolation, match=r"implicit term \(b\).*SimSiam"):
+        check_split(model, x1, x2, "weights.1",
+                    closed_form=lambda *args: closed_form_terms(*args, with_predictor=False))
+
+
+@pytest.mark.parametrize("kind, fault", [("byol", "no gradient reaches the online branch"),
+                                         ("simsiam", r"SimSiam.*max abs diff")])
+def test_byol_rejects_stop_gradient_on_the_wrong_branch(kind, fault, seed):
+    model, x1, x2 = _case(seed, kind, 3, "cpu", stop_gradient="online")
+    with pytest.raises(IdentityViolation, match=fault):
+        check_split(model, x1, x2, "weights.0")
+
+
+def test_byol_rejects_batchnorm_in_eval_mode(seed):
+    model, x1, x2 = _case(seed, "byol", 3, "cpu")
+    model(x1, x2)                                    # one training pass sets the running statistics
+    model.norm.eval()
+    with pytest.raises(IdentityViolation, match="implicit term.*exactly zero.*eval mode"):
+        check_split(model, x1, x2, "weights.0")
+
+
+def test_byol_vanishing_and_invariance_checks_can_fail(seed):
+    """(b) is not zero with a ReLU predictor, nor with a linear one under the normalised loss; the centred
+    (not variance-only) loss is not blind to a feature's scale."""
+    for options in ({}, {"predictor_widths": (4, 4), "loss": "normalised"}):
+        model, x1, x2 = _case(seed, "byol", 5, "cpu", **options)
+        with pytest.raises(IdentityViolation, match=r"implicit term \(b\) vs zero"):
+            check_implicit_term_vanishes(model, x1, x2, "weights.0")
+    model, x1, x2 = _case(seed, "simsiam", 5, "cpu", loss="normalised")
+    with pytest.raises(IdentityViolation, match="scale derivative"):
+        check_scale_invariance(model, x1, x2)
+
+
+def test_byol_bad_input_is_named(seed):
+    with pytest.raises(BadInput, match="at least 2 samples"):
+        model, x1, x2 = _case(seed, "byol", 1, "cpu")
+        model(x1, x2)
+    with pytest.raises(BadInput, match="normalisation mode"):
+        _model(seed, "byol", normalisation="layernorm")
+    with pytest.raises(BadInput, match="predictor must map"):
+        _model(seed, "byol", predictor_widths=(4, 3))
+    model, x1, x2 = _case(seed, "byol", 3, "cpu")
+    with pytest.raises(BadInput, match="not a layer of the online network"):
+        check_split(model, x1, x2, "weights.7")
+    with pytest.raises(BadInput, match="two views"):
+        model(x1, x2[:2])
