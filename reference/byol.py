@@ -258,7 +258,8 @@ def autograd_terms(model: DualBranch, x1: torch.Tensor, x2: torch.Tensor, name: 
 
     def grad(route: str) -> torch.Tensor:
         with model.routed(route):
-            (g,) = torch.autograd.grad(model(x1, x2), w, allow_unused=True)
+            loss = model(x1, x2)
+            (g,) = torch.autograd.grad(loss, w, allow_unused=True) if loss.requires_grad else (None,)
         return torch.zeros_like(w).flatten() if g is None else g.flatten()
 
     return grad("both"), SplitTerms(grad("fixed_stats"), grad("stats_only"))

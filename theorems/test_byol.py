@@ -20,9 +20,14 @@ from hypothesis import strategies as st
 
 from dualnet_ssl.byol import (LOSSES, DualBranch, check_covariance_form, check_implicit_term_vanishes,
                               check_scale_invariance, check_split, closed_form_terms)
+from dualnet_ssl.byol_dynamics import (Measurement, StudyRun, check_collapses, check_implicit_share, check_learns,
+                                       check_probe_gap, effective_rank, gaussian_clusters, ridge_probe, spread,
+                                       train_variant)
 from dualnet_ssl.errors import BadInput, IdentityViolation
 from dualnet_ssl.networks import BiasFreeMLP
 from dualnet_ssl.seeding import derive_seed, make_generator
+from dualnet_ssl.thresholds import (BYOL_COLLAPSE_MAX_FINAL_SPREAD, BYOL_MIN_FINAL_SPREAD, BYOL_MIN_IMPLICIT_SHARE,
+                                    BYOL_MIN_MEAN_PROBE_GAP, BYOL_MIN_PROBE_GAIN)
 from theorems.strategies import relu_or_leaky, seeds
 
 BATCHES = (2, 3, 5)
@@ -159,3 +164,77 @@ def test_byol_bad_input_is_named(seed):
         check_split(model, x1, x2, "weights.7")
     with pytest.raises(BadInput, match="two views"):
         model(x1, x2[:2])
+
+
+# ---------------------------------------------------------------- dynamics (statistical, held-out seeds)
+
+STUDY_SEEDS = (100, 101, 102)
+"""Held out: the thresholds (reference/thresholds.py, BYOL_*) were set on seeds 0-4."""
+LEARNER, COLLAPSER = "BYOL (centring, predictor)", "BYOL, no centring, no predictor"
+
+
+@pytest.fixture(scope="module")
+def study_runs():
+    """The learn/collapse runs of scripts/byol_study.py's defaults (toy clusters, 1500 steps) on the held-out seeds."""
+    return {(variant, seed): train_variant(gaussian_clusters(seed), variant, seed, steps=1500)
+            for seed in STUDY_SEEDS for variant in (LEARNER, COLLAPSER)}
+
+
+@pytest.mark.slow
+def test_byol_with_centring_and_predictor_learns(study_runs):
+    for seed in STUDY_SEEDS:
+        run = study_runs[LEARNER, seed]
+        check_learns(run, min_probe_gain=float(BYOL_MIN_PROBE_GAIN), min_final_spread=float(BYOL_MIN_FINAL_SPREAD))
+        check_implicit_share(run, min_share=float(BYOL_MIN_IMPLICIT_SHARE))
+
+
+@pytest.mark.slow
+def test_byol_without_centring_and_predictor_collapses(study_runs):
+    for seed in STUDY_SEEDS:
+        check_collapses(study_runs[COLLAPSER, seed], max_final_spread=float(BYOL_COLLAPSE_MAX_FINAL_SPREAD))
+        assert study_runs[COLLAPSER, seed].share == 0.0, "no batch statistics, yet a non-zero implicit term"
+    check_probe_gap([study_runs[LEARNER, s] for s in STUDY_SEEDS], [study_runs[COLLAPSER, s] for s in STUDY_SEEDS],
+                    min_mean_gap=float(BYOL_MIN_MEAN_PROBE_GAP))
+
+
+def test_byol_study_seeds_are_held_out():
+    for entry in (BYOL_MIN_PROBE_GAIN, BYOL_MIN_FINAL_SPREAD, BYOL_COLLAPSE_MAX_FINAL_SPREAD, BYOL_MIN_MEAN_PROBE_GAP,
+                  BYOL_MIN_IMPLICIT_SHARE):
+        assert entry.seeds == "0-4" and not set(STUDY_SEEDS) & set(range(0, 5))
+
+
+def _fake_run(variant, seed, probe, spread, shares):
+    return StudyRun(variant, seed, Measurement(0.5, 10.0, 0.8), Measurement(probe, 3.0, spread), list(shares))
+
+
+def test_byol_study_checkers_reject_the_wrong_outcome():
+    """Cheap: the study's checkers fed outcomes that contradict each claim."""
+    with pytest.raises(IdentityViolation, match="did not learn: probe 0.500 -> 0.550"):
+        check_learns(_fake_run(LEARNER, 7, 0.55, 0.7, [0.1]), min_probe_gain=0.1, min_final_spread=0.4)
+    with pytest.raises(IdentityViolation, match="did not learn.*final spread 0.050"):
+        check_learns(_fake_run(LEARNER, 7, 0.9, 0.05, [0.1]), min_probe_gain=0.1, min_final_spread=0.4)
+    with pytest.raises(IdentityViolation, match="did not collapse: final spread 0.700"):
+        check_collapses(_fake_run(COLLAPSER, 7, 0.6, 0.7, [0.0]), max_final_spread=0.2)
+    with pytest.raises(IdentityViolation, match="implicit term's mean share 0.010"):
+        check_implicit_share(_fake_run(LEARNER, 7, 0.9, 0.7, [0.0, 0.02]), min_share=0.05)
+    with pytest.raises(IdentityViolation, match="mean final probe gap \\+0.010"):
+        check_probe_gap([_fake_run(LEARNER, 7, 0.61, 0.7, [])], [_fake_run(COLLAPSER, 7, 0.6, 0.1, [])],
+                        min_mean_gap=0.05)
+    with pytest.raises(BadInput, match="same seeds"):
+        check_probe_gap([_fake_run(LEARNER, 7, 0.9, 0.7, [])], [_fake_run(COLLAPSER, 8, 0.6, 0.1, [])],
+                        min_mean_gap=0.05)
+
+
+def test_byol_study_metrics_on_known_features():
+    """Sanity of the study's measures: isotropic features have spread near 1 and full rank; features that all point
+    one way have spread 0 and rank 0; separable classes are probed perfectly, shuffled labels are not."""
+    g = make_generator(5)
+    iso = torch.randn(4000, 4, generator=g, dtype=torch.float64)
+    assert abs(spread(iso) - 0.96) < 0.05 and effective_rank(iso) > 3.9
+    same = torch.ones(10, 4, dtype=torch.float64)
+    assert spread(same) == 0.0 and effective_rank(same) == 0.0
+    labels = torch.arange(200) % 2
+    separable = torch.stack([labels * 2.0 - 1.0, torch.ones(200, dtype=torch.float64)], 1)
+    assert ridge_probe(separable, labels, separable, labels) == 1.0
+    shuffled = separable[torch.randperm(200, generator=g)]
+    assert ridge_probe(shuffled, labels, shuffled, labels) < 0.65
