@@ -190,6 +190,14 @@ def check_collapses(run: StudyRun, *, max_final_spread: float) -> None:
                                 f"(from {run.start.spread:.3f}; collapse needs <= {max_final_spread})")
 
 
+def check_probe_falls(run: StudyRun, *, min_drop: float) -> None:
+    """The run's probe fell by at least ``min_drop`` below the initial network's."""
+    drop = run.start.probe - run.end.probe
+    if drop < min_drop:
+        raise IdentityViolation(f"{run.variant}, seed {run.seed}: probe {run.start.probe:.3f} -> {run.end.probe:.3f} "
+                                f"fell by {drop:+.3f}, less than {min_drop}")
+
+
 def check_probe_gap(learners: list[StudyRun], collapsed: list[StudyRun], *, min_mean_gap: float) -> float:
     """Paired by seed, the learners' final probe exceeds the collapsed runs' by at least ``min_mean_gap`` on
     average; returns the mean gap."""

@@ -1,6 +1,6 @@
 """BYOL / SimSiam learn-or-collapse table (docs/THEORY.md §9, "Dynamics, measured").
 
-    python scripts/byol_study.py                          # toy clusters, seeds 0-4, 1500 steps (about 4 min, 1 core)
+    python scripts/byol_study.py                          # toy clusters, seeds 0-4, 1500 steps (about 2.5 min, 1 core)
     python scripts/byol_study.py --seeds 3 --steps 600    # quicker
     python scripts/byol_study.py --data digits            # scikit-learn's digits, needs the digits extra
 
@@ -15,26 +15,7 @@ import time
 
 import torch
 
-from dualnet_ssl.byol_dynamics import VARIANTS, ViewData, format_table, gaussian_clusters, train_variant
-from dualnet_ssl.seeding import derive_seed, make_generator
-
-
-def digits_views(seed: int, strength: float = 0.5) -> ViewData:
-    """Digits as flat 64-vectors with the suite's real augmentations (dualnet_ssl.digits) at ``strength``."""
-    from dualnet_ssl.digits.data import augment, draw_augmentations, load_digits, split_indices
-
-    digits = load_digits()
-    train_idx, test_idx = split_indices(len(digits.labels), 597, seed=derive_seed(seed, "digits split"))
-    probe_train, probe_test = train_idx[:600], test_idx
-
-    def views(x, generator):
-        images = x.reshape(-1, 8, 8)
-        return augment(images, draw_augmentations(images.shape[0], generator), strength,
-                       digits.max_intensity).flatten(1)
-
-    flat = digits.images.flatten(1)
-    return ViewData(flat[train_idx], flat[probe_train], digits.labels[probe_train], flat[probe_test],
-                    digits.labels[probe_test], views)
+from dualnet_ssl.byol_dynamics import VARIANTS, format_table, gaussian_clusters, train_variant
 
 
 def main() -> None:
@@ -48,7 +29,11 @@ def main() -> None:
     torch.set_num_threads(1)
     start, runs = time.time(), []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
-        data = gaussian_clusters(seed) if args.data == "toy" else digits_views(seed)
+        if args.data == "toy":
+            data = gaussian_clusters(seed)
+        else:
+            from dualnet_ssl.digits.byol_views import digits_views
+            data = digits_views(seed)
         for variant in args.variants:
             runs.append(train_variant(data, variant, seed, steps=args.steps))
             r = runs[-1]

@@ -21,13 +21,16 @@ from hypothesis import strategies as st
 from dualnet_ssl.byol import (LOSSES, DualBranch, check_covariance_form, check_implicit_term_vanishes,
                               check_scale_invariance, check_split, closed_form_terms)
 from dualnet_ssl.byol_dynamics import (Measurement, StudyRun, check_collapses, check_implicit_share, check_learns,
-                                       check_probe_gap, effective_rank, gaussian_clusters, ridge_probe, spread,
+                                       check_probe_falls, check_probe_gap, effective_rank, gaussian_clusters, ridge_probe, spread,
                                        train_variant)
 from dualnet_ssl.errors import BadInput, IdentityViolation
 from dualnet_ssl.networks import BiasFreeMLP
 from dualnet_ssl.seeding import derive_seed, make_generator
 from dualnet_ssl.thresholds import (BYOL_COLLAPSE_MAX_FINAL_SPREAD, BYOL_MIN_FINAL_SPREAD, BYOL_MIN_IMPLICIT_SHARE,
-                                    BYOL_MIN_MEAN_PROBE_GAP, BYOL_MIN_PROBE_GAIN)
+                                    BYOL_MIN_MEAN_PROBE_GAP, BYOL_MIN_PROBE_GAIN, DIGITS_BYOL_COLLAPSE_MAX_FINAL_SPREAD,
+                                    DIGITS_BYOL_COLLAPSE_MIN_PROBE_DROP, DIGITS_BYOL_MIN_FINAL_SPREAD,
+                                    DIGITS_BYOL_MIN_IMPLICIT_SHARE, DIGITS_BYOL_MIN_MEAN_PROBE_GAP,
+                                    DIGITS_BYOL_MIN_PROBE_GAIN)
 from theorems.strategies import relu_or_leaky, seeds
 
 BATCHES = (2, 3, 5)
@@ -197,10 +200,39 @@ def test_byol_without_centring_and_predictor_collapses(study_runs):
                     min_mean_gap=float(BYOL_MIN_MEAN_PROBE_GAP))
 
 
+DIGITS_STUDY_SEEDS = (100, 101)
+"""Held out: the DIGITS_BYOL_* thresholds were set on seeds 0-4."""
+
+
+@pytest.fixture(scope="module")
+def digits_study_runs():
+    pytest.importorskip("sklearn", reason="the digits study needs the digits extra: pip install -e '.[digits]'")
+    from dualnet_ssl.digits.byol_views import digits_views
+    return {(variant, seed): train_variant(digits_views(seed), variant, seed, steps=1500)
+            for seed in DIGITS_STUDY_SEEDS for variant in (LEARNER, COLLAPSER)}
+
+
+@pytest.mark.slow
+def test_byol_digits_learns_and_its_ablation_collapses(digits_study_runs):
+    """On digits the collapsed run's probe falls below the random network's, not only its spread."""
+    runs = digits_study_runs
+    for seed in DIGITS_STUDY_SEEDS:
+        check_learns(runs[LEARNER, seed], min_probe_gain=float(DIGITS_BYOL_MIN_PROBE_GAIN),
+                     min_final_spread=float(DIGITS_BYOL_MIN_FINAL_SPREAD))
+        check_implicit_share(runs[LEARNER, seed], min_share=float(DIGITS_BYOL_MIN_IMPLICIT_SHARE))
+        check_collapses(runs[COLLAPSER, seed], max_final_spread=float(DIGITS_BYOL_COLLAPSE_MAX_FINAL_SPREAD))
+        check_probe_falls(runs[COLLAPSER, seed], min_drop=float(DIGITS_BYOL_COLLAPSE_MIN_PROBE_DROP))
+    check_probe_gap([runs[LEARNER, s] for s in DIGITS_STUDY_SEEDS], [runs[COLLAPSER, s] for s in DIGITS_STUDY_SEEDS],
+                    min_mean_gap=float(DIGITS_BYOL_MIN_MEAN_PROBE_GAP))
+
+
 def test_byol_study_seeds_are_held_out():
     for entry in (BYOL_MIN_PROBE_GAIN, BYOL_MIN_FINAL_SPREAD, BYOL_COLLAPSE_MAX_FINAL_SPREAD, BYOL_MIN_MEAN_PROBE_GAP,
-                  BYOL_MIN_IMPLICIT_SHARE):
-        assert entry.seeds == "0-4" and not set(STUDY_SEEDS) & set(range(0, 5))
+                  BYOL_MIN_IMPLICIT_SHARE, DIGITS_BYOL_MIN_PROBE_GAIN, DIGITS_BYOL_MIN_FINAL_SPREAD,
+                  DIGITS_BYOL_COLLAPSE_MAX_FINAL_SPREAD, DIGITS_BYOL_COLLAPSE_MIN_PROBE_DROP,
+                  DIGITS_BYOL_MIN_MEAN_PROBE_GAP, DIGITS_BYOL_MIN_IMPLICIT_SHARE):
+        assert entry.seeds == "0-4"
+    assert not (set(STUDY_SEEDS) | set(DIGITS_STUDY_SEEDS)) & set(range(0, 5))
 
 
 def _fake_run(variant, seed, probe, spread, shares):
@@ -220,6 +252,8 @@ def test_byol_study_checkers_reject_the_wrong_outcome():
     with pytest.raises(IdentityViolation, match="mean final probe gap \\+0.010"):
         check_probe_gap([_fake_run(LEARNER, 7, 0.61, 0.7, [])], [_fake_run(COLLAPSER, 7, 0.6, 0.1, [])],
                         min_mean_gap=0.05)
+    with pytest.raises(IdentityViolation, match="fell by \\+0.020, less than 0.1"):
+        check_probe_falls(_fake_run(COLLAPSER, 7, 0.48, 0.1, []), min_drop=0.1)
     with pytest.raises(BadInput, match="same seeds"):
         check_probe_gap([_fake_run(LEARNER, 7, 0.9, 0.7, [])], [_fake_run(COLLAPSER, 8, 0.6, 0.1, [])],
                         min_mean_gap=0.05)
