@@ -28,6 +28,8 @@ from torch.nn import functional as F
 
 from dualnet_ssl.compare import relative_error
 from dualnet_ssl.errors import BadInput
+from dualnet_ssl.regression.loading import _call as _call_factory
+from dualnet_ssl.regression.loading import load_object, parse_json_object
 from dualnet_ssl.results import CheckResult
 from dualnet_ssl.seeding import derive_seed, make_generator
 from dualnet_ssl.tolerances import tolerance
@@ -247,3 +249,29 @@ def implicit_term_share(model: nn.Module, loss_of_model: Callable[[], torch.Tens
     else:
         message = f"implicit term's share of the gradient {share:.3f} through {where}"
     return CheckResult("implicit_term_share", "pass", message, measured=share, where=where, seed=seed, subject=subject)
+
+
+# ---------------------------------------------------------------- the --ssl-loss hook
+
+PROPERTIES = {"stop_gradient": check_stop_gradient, "reference_value_and_gradient": check_reference,
+              "float32_accuracy": check_float32}
+
+
+def load_noncontrastive(spec: str, kwargs: str | None = None) -> NonContrastiveLoss | None:
+    """``--ssl-loss SPEC``: the factory's declaration when it returns a ``NonContrastiveLoss``, else None (then the
+    contrastive loader takes it)."""
+    made = _call_factory(load_object(spec), parse_json_object(kwargs, "--ssl-loss-kwargs") or {}, spec)
+    if not isinstance(made, NonContrastiveLoss):
+        return None
+    for batch in BATCH_SIZES:                    # an unusable loss is one usage error, not a failure per check
+        preds, targets = _draw(made, batch, 0)
+        _call(made, preds, targets)
+    return made if made.name else NonContrastiveLoss(made.fn, made.form, made.reference, made.scale,
+                                                     made.detaches_target, made.dim, spec)
+
+
+def plugin_checks(decl: NonContrastiveLoss) -> list[tuple[str, str, Callable[[int], CheckResult]]]:
+    """(group, property, check(seed)) per property and batch size, for the plugin's items."""
+    slug = "".join(c if c.isalnum() or c in "._" else "-" for c in decl.label).strip("-")
+    return [(f"loss[{slug}]-batch{batch}", prop, lambda seed, f=check, b=batch: f(decl, b, seed))
+            for batch in BATCH_SIZES for prop, check in PROPERTIES.items()]
