@@ -85,8 +85,7 @@ class DualBranch(nn.Module):
         if stop_gradient not in STOP_GRADIENTS:
             raise BadInput(f"stop_gradient must be one of {STOP_GRADIENTS}, got {stop_gradient!r}")
         width = online.widths[-1]
-        if predictor is not None and predictor.widths[0] != width or predictor is not None and \
-                predictor.widths[-1] != width:
+        if predictor is not None and (predictor.widths[0], predictor.widths[-1]) != (width, width):
             raise BadInput(f"the predictor must map the representation's width {width} to itself, got "
                            f"{predictor.widths}")
         if target is not None and target.widths != online.widths:
