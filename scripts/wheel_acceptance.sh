@@ -74,3 +74,39 @@ if [ "$status" -ne 1 ]; then
   cat buggy.log; echo "wheel acceptance: the buggy loss gave exit $status, expected 1 (tests failed)" >&2; exit 1
 fi
 echo "wheel acceptance: buggy loss flagged (exit 1)"
+
+# Non-contrastive losses (docs/REGRESSION.md, "Non-contrastive losses"): BYOL and SimSiam as solo-learn writes them,
+# each passing; a twin without the target's detach failing.
+cat > "$user/mylib/byol.py" <<'PY'
+import torch.nn.functional as F
+
+from dualnet_ssl.regression.noncontrastive import non_contrastive
+
+
+def make_byol():
+    return non_contrastive(lambda p, z: 2 - 2 * F.cosine_similarity(p, z.detach(), dim=-1).mean(),
+                           reference="normalised_mse", name="byol_loss_func")
+
+
+def make_simsiam():
+    def step(p0, p1, z0, z1):
+        return -0.5 * (F.cosine_similarity(p0, z1.detach(), dim=-1).mean()
+                       + F.cosine_similarity(p1, z0.detach(), dim=-1).mean())
+    return non_contrastive(step, form="pairs", reference="negative_cosine", scale=0.5, name="simsiam symmetric")
+
+
+def make_buggy_byol():
+    return non_contrastive(lambda p, z: 2 - 2 * F.cosine_similarity(p, z, dim=-1).mean(),
+                           reference="normalised_mse", name="byol without detach")
+PY
+for factory in make_byol make_simsiam; do
+  pytest --ssl-loss "mylib.byol:$factory" -q -p no:cacheprovider
+done
+set +e
+pytest --ssl-loss mylib.byol:make_buggy_byol -q -p no:cacheprovider > buggy_byol.log 2>&1
+status=$?
+set -e
+if [ "$status" -ne 1 ] || ! grep -q "the target is not detached" buggy_byol.log; then
+  cat buggy_byol.log; echo "wheel acceptance: the BYOL twin without detach gave exit $status, expected 1" >&2; exit 1
+fi
+echo "wheel acceptance: BYOL and SimSiam passed, the BYOL twin without detach flagged (exit 1)"
