@@ -40,8 +40,10 @@ from typing import Callable
 import numpy as np
 import torch
 
-from dualnet_ssl.compare import relative_error
+from dualnet_ssl.compare import assert_identity, relative_error
+from dualnet_ssl.connection import connection_kron
 from dualnet_ssl.errors import BadInput, IdentityViolation
+from dualnet_ssl.operators import laplacian
 from dualnet_ssl.results import CheckResult
 from dualnet_ssl.tolerances import tolerance
 
@@ -319,14 +321,14 @@ class WorkerPool:
             ready.add(rank)
         return self
 
-    def close(self) -> None:
-        """Stop every worker (politely, then terminate, then kill) and reap it; idempotent."""
+    def close(self, *, force: bool = False) -> None:
+        """Stop every worker (politely unless ``force``, then terminate, then kill) and reap it; idempotent."""
         for q in self._jobs:
             try:
                 q.put(None)
             except Exception:
                 pass
-        deadline = time.monotonic() + 3.0
+        deadline = time.monotonic() + (0.0 if force else 3.0)
         for proc in self.processes:
             proc.join(max(0.0, deadline - time.monotonic()))
         for proc in self.processes:
@@ -354,7 +356,7 @@ class WorkerPool:
             left = deadline - time.monotonic()
             if left <= 0:
                 ranks = sorted(waiting_for)
-                self.close()
+                self.close(force=True)
                 raise DistributedFailure(
                     f"rank(s) {ranks} did not finish {what} within {self.timeout + self.grace:.0f} s (a rank hung, "
                     f"e.g. waiting in a collective that another rank skipped); every worker was killed",
@@ -365,7 +367,7 @@ class WorkerPool:
                 dead = [r for r in waiting_for if not self.processes[r].is_alive()]
                 if dead:
                     code = self.processes[dead[0]].exitcode
-                    self.close()
+                    self.close(force=True)
                     raise DistributedFailure(f"rank {dead[0]} died (exit code {code}) while {what}; every worker "
                                              f"was killed", dead[0], "died")
 
@@ -392,7 +394,7 @@ class WorkerPool:
             if got_id != job_id:
                 continue
             if status == "error":
-                self.close()
+                self.close(force=True)
                 if _is_timeout(payload):
                     raise DistributedFailure(
                         f"rank {rank} timed out in a collective after {self.timeout:g} s (another rank skipped or "
@@ -573,3 +575,81 @@ def check_distributed_gradient(ranks: list[RankResult], reference: SingleProcess
         raise IdentityViolation(f"distributed_gradient (docs/THEORY.md §5b): {verdict.result.summary()}",
                                 verdict.result)
     return verdict
+
+
+# ---------------------------------------------------------------- the theorems on the global batch
+
+def gathered_pair_weights(ranks: list[RankResult]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(r_+, r_-, beta, beta_k) of every anchor of the global batch, read from the ranks' probes ``r_pos`` (n,)
+    and ``r_neg`` (n, H) of a 'local_mean' loss: beta = n dL_r/dr_+, beta_k = -n dL_r/dr_k- (undoing the mean)."""
+    for r in ranks:
+        if r.probe_grads.get("r_pos") is None or r.probe_grads.get("r_neg") is None:
+            raise BadInput(f"rank {r.rank} returned no gradient for the probes 'r_pos' and 'r_neg'")
+    sizes = [r.rows[1] - r.rows[0] for r in ranks]
+    r_pos = torch.cat([r.probes["r_pos"] for r in ranks])
+    r_neg = torch.cat([r.probes["r_neg"] for r in ranks])
+    beta = torch.cat([n * r.probe_grads["r_pos"] for n, r in zip(sizes, ranks)])
+    beta_neg = torch.cat([-n * r.probe_grads["r_neg"] for n, r in zip(sizes, ranks)])
+    return r_pos, r_neg, beta, beta_neg
+
+
+def check_gathered_balance(ranks: list[RankResult], pair_loss, reference_r_pos: torch.Tensor,
+                           reference_r_neg: torch.Tensor, *, context: str = "") -> None:
+    """Theorem 2 over every pair of the global batch, from a distributed run (docs/THEORY.md §5, §5b).
+
+    Evidence: the pair distances every rank formed on the gathered batch equal the single-process ones (the pairs
+    are the same pairs); the weights autograd sends into them on each rank are positive, balance per anchor
+    (beta = sum_k beta_k) and equal the closed forms of §5.
+    """
+    __tracebackhide__ = True
+    where = ", ".join(p for p in (f"Theorem 2 on the gathered batch, W={len(ranks)}, loss {pair_loss}", context) if p)
+    r_pos, r_neg, beta, beta_neg = gathered_pair_weights(ranks)
+    assert_identity(r_pos, reference_r_pos, what="r_+ of every anchor (gathered) vs single process", context=where)
+    assert_identity(r_neg, reference_r_neg, what="r_k- of every anchor (gathered) vs single process", context=where)
+    for name, weights in (("beta = dL/dr_+", beta), ("beta_k = -dL/dr_k-", beta_neg)):
+        if not bool((weights > 0).all()):
+            row = int(torch.argmin(weights.reshape(weights.shape[0], -1).amin(1)))
+            raise IdentityViolation(f"{name} must be > 0 [{where}]: {int((weights <= 0).sum())} entries are not, "
+                                    f"worst at anchor (global row) {row}: {float(weights[row].min()):.3e}")
+    assert_identity(beta_neg.sum(-1), beta, kind="gradient", context=where,
+                    what="balance over all pairs: sum_k beta_k vs beta per anchor of the global batch")
+    closed_pos, closed_neg = pair_loss.weights(r_pos, r_neg)
+    assert_identity(beta, closed_pos, kind="gradient", context=where, what="beta (gathered) vs closed form")
+    assert_identity(beta_neg, closed_neg, kind="gradient", context=where, what="beta_k (gathered) vs closed form")
+
+
+def pair_laplacian_form(net, pairs_input: torch.Tensor, name: str, beta: torch.Tensor, beta_neg: torch.Tensor,
+                        negatives: torch.Tensor) -> torch.Tensor:
+    """dL/dw_l = 2 sum_a K_l(x_a) (Lap(C) Z)_a over the 2N views a of the global batch (docs/THEORY.md §3, §5b).
+
+    ``pairs_input`` (N, 2, d): row i's view 0 is anchor i, its view 1 the positive; negatives[i, k] names the row
+    whose view 1 is anchor i's k-th negative. C holds the pair weights of the mean loss: beta_i / N on (anchor i,
+    its positive), -beta_ik / N on (anchor i, negative k). K is the closed form (Kronecker), not autograd.
+    """
+    n = pairs_input.shape[0]
+    views = pairs_input.reshape(2 * n, -1)
+    anchor = 2 * torch.arange(n)
+    mass = torch.zeros(2 * n, 2 * n, dtype=torch.float64)
+    mass.index_put_((anchor, anchor + 1), beta / n, accumulate=True)
+    mass.index_put_((anchor[:, None].expand_as(negatives), 2 * negatives + 1), -beta_neg / n, accumulate=True)
+    with torch.no_grad():
+        z = net(views)
+    k = connection_kron(net, views, net.layer_names().index(name))       # (2N, P, n_L)
+    return 2.0 * torch.einsum("bpo,bo->p", k, laplacian(mass) @ z)
+
+
+def check_gathered_covariance_form(net, pairs_input: torch.Tensor, ranks: list[RankResult], single_grads: dict,
+                                   negatives: torch.Tensor, *, context: str = "") -> None:
+    """On a bias-free MLP, DDP's gradient (the mean of the ranks' parameter gradients) equals the single-process
+    gradient and the covariance (pair-Laplacian) form of Theorem 1 over the global batch, with the pair weights that
+    the distributed run itself produced (docs/THEORY.md §3, §5b). Evidence: three independent routes agree."""
+    __tracebackhide__ = True
+    where = ", ".join(p for p in (f"Theorem 1 on the gathered batch, W={len(ranks)}", context) if p)
+    _, _, beta, beta_neg = gathered_pair_weights(ranks)
+    for name in net.layer_names():
+        ddp = torch.stack([r.param_grads[name] for r in ranks]).mean(0)
+        assert_identity(ddp, single_grads[name], kind="gradient", context=f"{where}, layer {name}",
+                        what="DDP's averaged gradient vs the single-process gradient")
+        form = pair_laplacian_form(net, pairs_input, name, beta, beta_neg, negatives).reshape(ddp.shape)
+        assert_identity(ddp, form, kind="gradient", context=f"{where}, layer {name}",
+                        what="DDP's averaged gradient vs 2 K Lap(C) K^T w_l over the global batch")

@@ -25,6 +25,7 @@ REJECTIONS = {
     "test_hltm_facts": ["test_hltm_checkers_reject", "test_hltm_facts"],
     "test_digits": ["test_digits"],
     "test_regression": ["test_regression_mutations", "test_regression_verdicts", "test_regression_conventions"],
+    "test_distributed": ["test_distributed"],
 }
 """Theorem file -> the files holding its rejection tests."""
 

@@ -64,6 +64,15 @@ def make_pair_loss(name: str, tau: float = 0.5, margin: float = 0.3):
     return {"simp": simple, "infonce": lambda: infonce(tau), "triplet": lambda: triplet(tau, margin)}[name]()
 
 
+def negative_indices(positive: torch.Tensor, n_total: int, loss: str) -> torch.Tensor:
+    """Rows whose second view is each anchor's negative: every row but the positive's (H = N - 1), or for L_tri
+    (H = 1) the next row."""
+    if loss == "triplet":
+        return ((positive + 1) % n_total)[:, None]
+    others = torch.arange(n_total - 1)
+    return others[None, :] + (others[None, :] >= positive[:, None]).long()
+
+
 def pair_loss_on_views(views: torch.Tensor, *, local_rows: int, loss: str = "infonce", tau: float = 0.5,
                        margin: float = 0.3, convention: str = "local_mean", fault: str | None = None,
                        anchors: tuple[int, int] | None = None) -> dict:
@@ -83,11 +92,7 @@ def pair_loss_on_views(views: torch.Tensor, *, local_rows: int, loss: str = "inf
     positive = torch.arange(local_rows) if fault == "labels_for_one_rank" else idx
     second = batch[:, 1].detach() if fault == "detached_negatives" else batch[:, 1]
     pair = make_pair_loss(loss, tau, margin)
-    if loss == "triplet":
-        negative = ((positive + 1) % n_total)[:, None]
-    else:
-        others = torch.arange(n_total - 1)
-        negative = others[None, :] + (others[None, :] >= positive[:, None]).long()
+    negative = negative_indices(positive, n_total, loss)
     anchor_views = batch[idx, 0]
     r_pos = pair_distance(anchor_views, batch[positive, 1])
     r_neg = pair_distance(anchor_views[:, None, :], second[negative])
@@ -134,3 +139,23 @@ def raise_on_rank_one(shard: torch.Tensor, *, rank: int, world_size: int) -> tor
     if rank == 1:
         raise ValueError("rank one refuses: a deliberate fault")
     return (gather_rows(shard) ** 2).sum()
+
+
+def gathered_nt_xent(shard: torch.Tensor, *, rank: int, world_size: int, tau: float = 0.2, fault: str | None = None,
+                     anchors=None) -> torch.Tensor:
+    """SimCLR's NT-Xent on a gathered batch (cosine similarity / tau, both views as anchors, 2N - 2 negatives),
+    mean over this rank's 2n anchors ('local_mean'); ``anchors=(start, stop)`` selects rows at world size 1."""
+    if fault is not None and fault not in FAULTS:
+        raise ValueError(f"unknown fault {fault!r}; known: {FAULTS}")
+    n = shard.shape[0]
+    batch = _gather(shard, fault)                           # (N, 2, D)
+    n_total = batch.shape[0]
+    z = torch.nn.functional.normalize(batch, dim=-1).transpose(0, 1).reshape(2 * n_total, -1)  # views 0, then 1
+    rows = torch.arange(*anchors) if anchors is not None else row_offset(shard) + torch.arange(n)
+    label_rows = torch.arange(n) if fault == "labels_for_one_rank" else rows
+    anchor_idx = torch.cat([rows, rows + n_total])
+    positive_idx = torch.cat([label_rows + n_total, label_rows])
+    logits = z[anchor_idx] @ (z.detach() if fault == "detached_negatives" else z).T / tau
+    logits = logits.masked_fill(torch.nn.functional.one_hot(anchor_idx, 2 * n_total).bool(), float("-inf"))
+    value = torch.nn.functional.cross_entropy(logits, positive_idx)
+    return value / world_size if fault == "double_averaging" else value
