@@ -183,7 +183,7 @@ def _to_numpy(t: torch.Tensor | None):
     return None if t is None else t.detach().cpu().numpy().copy()
 
 
-def _run_job(fn, shard: np.ndarray, rank: int, world_size: int, kwargs: dict) -> dict:
+def _run_job(fn, shard: np.ndarray, rank: int, world_size: int, kwargs: dict, weight: float = 1.0) -> dict:
     x = torch.from_numpy(shard).requires_grad_(True)
     out = fn(x, rank=rank, world_size=world_size, **kwargs)
     loss, probes, params = ((out["loss"], dict(out.get("probes", {})), dict(out.get("parameters", {})))
@@ -194,7 +194,7 @@ def _run_job(fn, shard: np.ndarray, rank: int, world_size: int, kwargs: dict) ->
     for p in probes.values():
         if p.requires_grad and not p.is_leaf:
             p.retain_grad()
-    loss.reshape(()).backward()
+    (loss.reshape(()) * weight).backward()
     grad = x.grad if x.grad is not None else torch.zeros_like(x)
     return {"loss": float(loss.detach()), "input_grad": _to_numpy(grad),
             "probes": {k: _to_numpy(v) for k, v in probes.items()},
@@ -225,9 +225,9 @@ def _worker(rank: int, world_size: int, port: int, timeout: float, jobs, results
             continue
         if job is None:
             break
-        job_id, fn, shard, kwargs = job
+        job_id, fn, shard, kwargs, weight = job
         try:
-            results.put(("done", rank, job_id, _run_job(fn, shard, rank, world_size, kwargs)))
+            results.put(("done", rank, job_id, _run_job(fn, shard, rank, world_size, kwargs, weight)))
         except BaseException:
             results.put(("error", rank, job_id, traceback.format_exc()))
     try:
@@ -372,8 +372,11 @@ class WorkerPool:
                                              f"was killed", dead[0], "died")
 
     def run(self, fn: Callable, batch: torch.Tensor, *, sizes=None, kwargs: dict | None = None,
-            timeout: float | None = None) -> list[RankResult]:
-        """Run ``fn`` on every rank's shard of ``batch`` (float64, rows split contiguously); results by rank."""
+            timeout: float | None = None, backward_weights=None) -> list[RankResult]:
+        """Run ``fn`` on every rank's shard of ``batch`` (float64, rows split contiguously); results by rank.
+
+        ``backward_weights`` (one number per rank) multiplies each rank's loss before backward: with ``[1, 0, ...]``
+        only rank 0's loss sends gradient, so what reaches the other ranks' rows crossed the gather."""
         if not isinstance(batch, torch.Tensor) or batch.dim() < 1:
             raise BadInput(f"batch must be a tensor with a row dimension, got {type(batch).__name__}")
         if batch.dtype != torch.float64:
@@ -381,11 +384,14 @@ class WorkerPool:
         if getattr(fn, "__qualname__", "<lambda>") != getattr(fn, "__name__", None) or fn.__name__ == "<lambda>":
             raise BadInput(f"{fn!r} is not a top-level function: spawn can only send a module-level function by name")
         bounds = shard_bounds(batch.shape[0], self.world_size, sizes)
+        weights = [1.0] * self.world_size if backward_weights is None else [float(w) for w in backward_weights]
+        if len(weights) != self.world_size:
+            raise BadInput(f"backward_weights needs one number per rank ({self.world_size}), got {len(weights)}")
         self.start()
         job_id, self._next_job = self._next_job, self._next_job + 1
         data = batch.detach().cpu().numpy()
         for rank, (start, stop) in enumerate(bounds):
-            self._jobs[rank].put((job_id, fn, data[start:stop].copy(), dict(kwargs or {})))
+            self._jobs[rank].put((job_id, fn, data[start:stop].copy(), dict(kwargs or {}), weights[rank]))
         deadline = time.monotonic() + (self.timeout if timeout is None else float(timeout)) + self.grace
         done: dict[int, dict] = {}
         while len(done) < self.world_size:
@@ -417,8 +423,9 @@ FAULT_CLASSES = {
                                "gradient (plain dist.all_gather) or a GatherLayer whose backward returns its slice "
                                "without summing over ranks",
     "factor": "the gradient is off by a factor W or 1/W",
-    "mispaired_positives": "positives are paired wrongly across ranks: the loss value is right on rank 0 and wrong "
-                           "on a later rank, as with a mask or labels built for one rank's batch (no rank offset)",
+    "mispaired_positives": "positives are paired wrongly across ranks, as with a mask or labels built for one "
+                           "rank's batch (no rank offset): the gathered loss's value differs from the single-process "
+                           "one",
     "other": "the gradient differs from the single-process rows in no pattern of a known fault",
 }
 """The fault classes a failing distributed check names, with what each means."""
@@ -502,10 +509,20 @@ class DistributedVerdict:
         return self.fault is None
 
 
+def cross_rank_gradient(pool: "WorkerPool", fn: Callable, batch: torch.Tensor, kwargs: dict | None = None) -> float:
+    """The largest gradient entry that reaches ranks 1..W-1 when only rank 0's loss is backpropagated: 0 exactly when
+    no gradient crosses the gather (the second route to the 'missing_gather_gradient' class for a black-box loss)."""
+    ranks = pool.run(fn, batch, kwargs=kwargs, backward_weights=[1.0] + [0.0] * (pool.world_size - 1))
+    return max((float(r.input_grad.abs().max()) for r in ranks[1:]), default=0.0)
+
+
 def classify_distributed_gradient(ranks: list[RankResult], reference: SingleProcessReference, *,
-                                  context: str = "") -> DistributedVerdict:
+                                  crossing: float | None = None, context: str = "") -> DistributedVerdict:
     """Hold every rank r to ``input_grad_r / W == reference.grad[rows_r]`` (gradient tolerance) and its loss value
-    to the single-process one (exact tolerance); on failure name the class, the rank, its rows and the error."""
+    to the single-process one (exact tolerance); on failure name the class, the rank, its rows and the error.
+
+    ``crossing`` (``cross_rank_gradient``) lets a loss without an ``anchors`` argument be classified as missing the
+    gather's gradient (exactly 0 crosses); without per-rank values a wrong mean value counts as mispaired pairs."""
     world = len(ranks)
     tol = tolerance(torch.float64, "gradient")
     scaled = [r.input_grad / world for r in ranks]
@@ -524,7 +541,7 @@ def classify_distributed_gradient(ranks: list[RankResult], reference: SingleProc
     factor = _fitted_factor(scaled, rows) if all(math.isfinite(e) for e in errors) else float("nan")
     fault, detail = None, ""
     if not (all(grads_ok) and all(values_ok)):
-        fault, detail = _classify(world, scaled, rows, values, expected_values, values_ok, reference)
+        fault, detail = _classify(world, scaled, rows, values, expected_values, values_ok, reference, crossing)
     start, stop = ranks[worst].rows
     diff = (scaled[worst] - rows[worst]).abs()
     worst_row = start + int(torch.argmax(diff.reshape(diff.shape[0], -1).amax(1))) if diff.numel() else start
@@ -546,7 +563,7 @@ def classify_distributed_gradient(ranks: list[RankResult], reference: SingleProc
     return DistributedVerdict(fault, result, factor)
 
 
-def _classify(world, scaled, rows, values, expected_values, values_ok, reference) -> tuple[str, str]:
+def _classify(world, scaled, rows, values, expected_values, values_ok, reference, crossing) -> tuple[str, str]:
     if not all(bool(torch.isfinite(s).all()) for s in scaled):
         return "other", " (non-finite gradient)"
     if world > 1:
@@ -561,16 +578,22 @@ def _classify(world, scaled, rows, values, expected_values, values_ok, reference
         if all(values_ok) and reference.own_anchor_rows is not None and all(
                 _close(s, o, "gradient") for s, o in zip(scaled, reference.own_anchor_rows)):
             return "missing_gather_gradient", ""
+        if all(values_ok) and crossing == 0.0:
+            return "missing_gather_gradient", " (no gradient at all reaches ranks 1..W-1 from rank 0's loss)"
         if expected_values is not None and values_ok[0] and not all(values_ok[1:]):
-            return "mispaired_positives", ""
+            bad = [r for r in range(1, world) if not values_ok[r]]
+            return "mispaired_positives", f" (the value is right on rank 0 and wrong on rank(s) {bad})"
+        if expected_values is None and not values_ok[0]:
+            return "mispaired_positives", (" (the mean of the ranks' loss values differs from the single-process "
+                                           "value: the gathered loss forms other pairs than the loss at world size 1)")
     return "other", ""
 
 
 def check_distributed_gradient(ranks: list[RankResult], reference: SingleProcessReference, *,
-                               context: str = "") -> DistributedVerdict:
+                               crossing: float | None = None, context: str = "") -> DistributedVerdict:
     """``classify_distributed_gradient``, raising ``IdentityViolation`` (carrying the CheckResult) on failure."""
     __tracebackhide__ = True
-    verdict = classify_distributed_gradient(ranks, reference, context=context)
+    verdict = classify_distributed_gradient(ranks, reference, crossing=crossing, context=context)
     if not verdict.ok:
         raise IdentityViolation(f"distributed_gradient (docs/THEORY.md §5b): {verdict.result.summary()}",
                                 verdict.result)

@@ -7,6 +7,7 @@ process gone. One pool of workers per world size serves the whole module.
 """
 from __future__ import annotations
 
+import dataclasses
 import multiprocessing
 import os
 import socket
@@ -14,7 +15,7 @@ import socket
 import pytest
 import torch
 
-from dualnet_ssl.distributed import (DistributedFailure, WorkerPool, check_distributed_gradient,
+from dualnet_ssl.distributed import (DistributedFailure, WorkerPool, check_distributed_gradient, cross_rank_gradient,
                                      check_gathered_balance, check_gathered_covariance_form, shard_bounds,
                                      single_process_reference)
 from dualnet_ssl.errors import BadInput, IdentityViolation
@@ -238,3 +239,50 @@ def test_distributed_nt_xent_sweep(world_size):
                 ranks = pool.run(gathered_nt_xent, batch, kwargs={"fault": fault})
                 with pytest.raises(IdentityViolation, match=f"{fault_class}: "):
                     check_distributed_gradient(ranks, reference, context=f"seed {seed}, fault {fault}")
+
+
+# ---------------------------------------------------------------- a black-box loss: the regression property
+
+def test_distributed_crossing_route_names_missing_gradient(pools, seed):
+    """Without an ``anchors`` argument, 'no gradient crosses the gather' is measured (rank 0's loss alone sends
+    exactly 0 to rank 1) rather than computed; a correct gather sends some."""
+    batch = _pairs(seed, 6)
+    ranks, reference = _run_and_reference(pools(2), batch, loss="infonce", fault="plain_all_gather")
+    blind = dataclasses.replace(reference, own_anchor_rows=None)
+    crossing = cross_rank_gradient(pools(2), gathered_pair_loss, batch, {"loss": "infonce",
+                                                                           "fault": "plain_all_gather"})
+    assert crossing == 0.0
+    assert cross_rank_gradient(pools(2), gathered_pair_loss, batch, {"loss": "infonce"}) > 0
+    with pytest.raises(IdentityViolation, match=r"missing_gather_gradient: .*no gradient at all reaches"):
+        check_distributed_gradient(ranks, blind, crossing=crossing)
+
+
+@pytest.fixture(scope="module")
+def regression_pools():
+    from dualnet_ssl.regression import distributed as regression_distributed
+    yield regression_distributed
+    pids = [pid for p in regression_distributed._POOLS.values() for pid in p.pids]
+    regression_distributed.close_pools()
+    _assert_gone(pids)
+
+
+@pytest.mark.parametrize("factory,verdict", [
+    ("make_gather_layer_loss", "pass"), ("make_torch_nn_loss", "pass"), ("make_moco_loss", "pass"),
+    ("make_no_sum_loss", "missing_gather_gradient"), ("make_plain_gather_loss", "missing_gather_gradient"),
+    ("make_one_rank_labels_loss", "mispaired_positives")])
+def test_distributed_regression_property_on_example_losses(regression_pools, factory, verdict):
+    """The property ``distributed_gradient`` on user-style gathered NT-Xent losses (examples/mydistributed.py):
+    GatherLayer, torch.distributed.nn.functional.all_gather, MoCo's detached keys pass; the bugs are named."""
+    from dualnet_ssl.regression import load_loss
+    result = regression_pools.check_distributed(load_loss(f"examples.mydistributed:{factory}"), 2, seed=3)
+    if verdict == "pass":
+        assert result.status == "pass", result.summary()
+    else:
+        assert result.status == "fail" and f"{verdict}: " in result.message, result.summary()
+
+
+def test_distributed_world_size_option_is_checked(regression_pools):
+    assert regression_pools.parse_world_sizes("2,4") == (2, 4)
+    for bad in ("1", "two", ""):
+        with pytest.raises(BadInput, match="--ssl-world-size takes integers >= 2"):
+            regression_pools.parse_world_sizes(bad)
