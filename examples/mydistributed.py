@@ -142,3 +142,23 @@ def make_moco_loss(temperature: float = 0.2, world_size: int = 2):
     return two_view(MoCoKeys(temperature), symmetric=False, same_view_negatives=False, reduction="mean",
                     normalises=True, gradient_to="anchors", reference="infonce", temperature=temperature,
                     temperature_kwarg="temperature", world_size=world_size)
+
+
+def make_pml_loss(temperature: float = 0.5, efficient: bool = False, world_size: int = 2):
+    """pytorch-metric-learning's ``DistributedLossWrapper(NTXentLoss)``, used as its docs say: labels unique over
+    the global batch (this rank's offset added). It gathers without gradient and multiplies the global loss by W
+    (``efficient=False``), or puts only the local anchors against the gathered batch (``efficient=True``, which
+    its docs say does not reproduce the single-process gradient)."""
+    from pytorch_metric_learning.losses import NTXentLoss
+    from pytorch_metric_learning.utils.distributed import DistributedLossWrapper
+
+    wrapped = DistributedLossWrapper(NTXentLoss(temperature=temperature), efficient=efficient)
+
+    def loss(z0, z1):
+        rank, _ = _group()
+        labels = torch.arange(z0.shape[0]) + rank * z0.shape[0]
+        return wrapped(torch.cat([z0, z1]), torch.cat([labels, labels]))
+    return two_view(loss, symmetric=True, same_view_negatives=True, reduction="mean", normalises=True,
+                    reference="infonce", temperature=temperature, temperature_kwarg="temperature",
+                    world_size=world_size,
+                    distributed_convention="local_mean" if efficient else "global_times_world")

@@ -48,9 +48,11 @@ from dualnet_ssl.results import CheckResult
 from dualnet_ssl.tolerances import tolerance
 
 HOST = "127.0.0.1"
-CONVENTIONS = ("local_mean", "global")
+CONVENTIONS = ("local_mean", "global", "global_times_world")
 """Reduction conventions: 'local_mean' = rank r's loss is the mean over its own anchors against the gathered
-batch; 'global' = every rank computes the full global loss (mean over all N anchors)."""
+batch; 'global' = every rank computes the full global loss (mean over all N anchors); 'global_times_world' = every
+rank computes W times the global loss (pytorch-metric-learning's DistributedLossWrapper, whose gather carries no
+gradient to other ranks' rows)."""
 
 
 class DistributedFailure(RuntimeError):
@@ -471,11 +473,12 @@ def single_process_reference(fn: Callable, batch: torch.Tensor, bounds: list[tup
     value, grad = _loss_and_grad(fn, batch, kwargs)
     takes_anchors = "anchors" in inspect.signature(fn).parameters
     if not takes_anchors:
-        return SingleProcessReference(value, grad, [value] * world if convention == "global" else None, None)
+        per_rank = {"global": value, "global_times_world": world * value}.get(convention)
+        return SingleProcessReference(value, grad, None if per_rank is None else [per_rank] * world, None)
     own_rows, rank_values = [], []
     for start, stop in bounds:
         own_value, own_grad = _loss_and_grad(fn, batch, {**kwargs, "anchors": (start, stop)})
-        rank_values.append(value if convention == "global" else own_value)
+        rank_values.append({"global": value, "global_times_world": world * value}.get(convention, own_value))
         # a gradient-less gather: rank r's loss reaches only its own rows through its own copy
         own_rows.append((own_grad if convention == "local_mean" else grad)[start:stop] / world)
     return SingleProcessReference(value, grad, rank_values, own_rows)
@@ -578,8 +581,9 @@ def _classify(world, scaled, rows, values, expected_values, values_ok, reference
         if all(values_ok) and reference.own_anchor_rows is not None and all(
                 _close(s, o, "gradient") for s, o in zip(scaled, reference.own_anchor_rows)):
             return "missing_gather_gradient", ""
-        if all(values_ok) and crossing == 0.0:
-            return "missing_gather_gradient", " (no gradient at all reaches ranks 1..W-1 from rank 0's loss)"
+        if crossing == 0.0:
+            note = "" if all(values_ok) else "; the loss values differ from the single-process ones too"
+            return "missing_gather_gradient", f" (no gradient at all reaches ranks 1..W-1 from rank 0's loss{note})"
         if expected_values is not None and values_ok[0] and not all(values_ok[1:]):
             bad = [r for r in range(1, world) if not values_ok[r]]
             return "mispaired_positives", f" (the value is right on rank 0 and wrong on rank(s) {bad})"

@@ -266,15 +266,20 @@ def regression_pools():
     _assert_gone(pids)
 
 
-@pytest.mark.parametrize("factory,verdict", [
-    ("make_gather_layer_loss", "pass"), ("make_torch_nn_loss", "pass"), ("make_moco_loss", "pass"),
-    ("make_no_sum_loss", "missing_gather_gradient"), ("make_plain_gather_loss", "missing_gather_gradient"),
-    ("make_one_rank_labels_loss", "mispaired_positives")])
-def test_distributed_regression_property_on_example_losses(regression_pools, factory, verdict):
+@pytest.mark.parametrize("factory,kwargs,verdict", [
+    ("make_gather_layer_loss", None, "pass"), ("make_torch_nn_loss", None, "pass"), ("make_moco_loss", None, "pass"),
+    ("make_no_sum_loss", None, "missing_gather_gradient"), ("make_plain_gather_loss", None, "missing_gather_gradient"),
+    ("make_one_rank_labels_loss", None, "mispaired_positives"),
+    ("make_pml_loss", '{"efficient": false}', "pass"), ("make_pml_loss", '{"efficient": true}', "missing_gather_gradient")])
+def test_distributed_regression_property_on_example_losses(regression_pools, factory, kwargs, verdict):
     """The property ``distributed_gradient`` on user-style gathered NT-Xent losses (examples/mydistributed.py):
-    GatherLayer, torch.distributed.nn.functional.all_gather, MoCo's detached keys pass; the bugs are named."""
+    GatherLayer, torch.distributed.nn.functional.all_gather, MoCo's detached keys and pytorch-metric-learning's
+    DistributedLossWrapper pass; the bugs are named, and so is the wrapper's efficient=True mode, whose gradient
+    skips other ranks' anchors."""
     from dualnet_ssl.regression import load_loss
-    result = regression_pools.check_distributed(load_loss(f"examples.mydistributed:{factory}"), 2, seed=3)
+    if factory == "make_pml_loss":
+        pytest.importorskip("pytorch_metric_learning", reason="a peer: pip install -e '.[peers]'")
+    result = regression_pools.check_distributed(load_loss(f"examples.mydistributed:{factory}", kwargs), 2, seed=3)
     if verdict == "pass":
         assert result.status == "pass", result.summary()
     else:
