@@ -159,3 +159,11 @@ def gathered_nt_xent(shard: torch.Tensor, *, rank: int, world_size: int, tau: fl
     logits = logits.masked_fill(torch.nn.functional.one_hot(anchor_idx, 2 * n_total).bool(), float("-inf"))
     value = torch.nn.functional.cross_entropy(logits, positive_idx)
     return value / world_size if fault == "double_averaging" else value
+
+
+def exit_on_rank_one(shard: torch.Tensor, *, rank: int, world_size: int) -> torch.Tensor:
+    """A fault: rank 1's process dies (as on a segfault or an OOM kill) before returning."""
+    if rank == 1:
+        import os
+        os._exit(3)
+    return (shard ** 2).sum()

@@ -22,8 +22,8 @@ from dualnet_ssl.errors import BadInput, IdentityViolation
 from dualnet_ssl.networks import BiasFreeMLP
 from dualnet_ssl.seeding import derive_seed, make_generator
 from theorems.distributed_losses import (gathered_network_loss, gathered_nt_xent, gathered_pair_loss,
-                                         hang_on_last_rank, make_pair_loss, negative_indices, raise_on_rank_one,
-                                         sleep_on_rank_one)
+                                         exit_on_rank_one, hang_on_last_rank, make_pair_loss, negative_indices,
+                                         raise_on_rank_one, sleep_on_rank_one)
 
 LOSSES = ("simp", "triplet", "infonce")
 FAULT_CLASS = {"plain_all_gather": "missing_gather_gradient", "gather_backward_no_sum": "missing_gather_gradient",
@@ -195,6 +195,16 @@ def test_distributed_raising_rank_reports_its_traceback():
     with pytest.raises(DistributedFailure, match="(?s)raised on rank 1.*rank one refuses") as failure:
         pool.run(raise_on_rank_one, torch.ones(4, 2, dtype=torch.float64))
     assert failure.value.kind == "error" and failure.value.rank == 1
+    _assert_gone(pids)
+
+
+def test_distributed_dying_rank_is_named():
+    pool = WorkerPool(2, timeout=FAULT_TIMEOUT)
+    pool.start()
+    pids = pool.pids
+    with pytest.raises(DistributedFailure, match=r"rank 1 died \(exit code 3\)") as failure:
+        pool.run(exit_on_rank_one, torch.ones(4, 2, dtype=torch.float64))
+    assert failure.value.kind == "died" and failure.value.rank == 1
     _assert_gone(pids)
 
 
