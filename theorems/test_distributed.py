@@ -280,7 +280,9 @@ def regression_pools():
     ("make_gather_layer_loss", None, "pass"), ("make_torch_nn_loss", None, "pass"), ("make_moco_loss", None, "pass"),
     ("make_no_sum_loss", None, "missing_gather_gradient"), ("make_plain_gather_loss", None, "missing_gather_gradient"),
     ("make_one_rank_labels_loss", None, "mispaired_positives"),
-    ("make_pml_loss", '{"efficient": false}', "pass"), ("make_pml_loss", '{"efficient": true}', "missing_gather_gradient")])
+    # slow: the workers import pytorch-metric-learning, about 10 s on the shared 2-core machine
+    pytest.param("make_pml_loss", '{"efficient": false}', "pass", marks=pytest.mark.slow),
+    pytest.param("make_pml_loss", '{"efficient": true}', "missing_gather_gradient", marks=pytest.mark.slow)])
 def test_distributed_regression_property_on_example_losses(regression_pools, factory, kwargs, verdict):
     """The property ``distributed_gradient`` on user-style gathered NT-Xent losses (examples/mydistributed.py):
     GatherLayer, torch.distributed.nn.functional.all_gather, MoCo's detached keys and pytorch-metric-learning's
