@@ -303,3 +303,11 @@ def test_distributed_world_size_option_is_checked(regression_pools):
     for bad in ("1", "two", ""):
         with pytest.raises(BadInput, match="--ssl-world-size takes integers >= 2"):
             regression_pools.parse_world_sizes(bad)
+
+
+def test_distributed_property_not_applicable_to_other_forms(regression_pools):
+    """A per-anchor (unreduced) loss is reported not applicable, with the reason, never run or failed."""
+    from dualnet_ssl.regression import LossSubject, two_view
+    subject = LossSubject("per-anchor", lambda: two_view(lambda z0, z1: (z0 - z1).pow(2).sum(1), reduction="none"))
+    result = regression_pools.check_distributed(subject, 2, seed=0)
+    assert result.status == "not_applicable" and "reduction='none'" in result.message

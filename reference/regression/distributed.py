@@ -94,9 +94,10 @@ def check_distributed(subject: LossSubject, world_size: int, seed: int) -> Check
     """distributed_gradient of the user's loss at ``world_size``: pass, fail (with the class) or not applicable."""
     adapter = subject.build()
     prop = f"{DISTRIBUTED_PROPERTY}_W{world_size}"
-    if adapter.form != "two_view" or adapter.output != "loss":
-        return CheckResult(prop, "not_applicable", f"the distributed check calls loss(z0, z1) on each rank's pairs; "
-                           f"this loss is declared form={adapter.form!r}, output={adapter.output!r}", seed=seed,
+    if adapter.form != "two_view" or adapter.output != "loss" or adapter.reduction == "none":
+        return CheckResult(prop, "not_applicable", f"the distributed check calls loss(z0, z1) on each rank's pairs "
+                           f"and backpropagates one scalar per rank; this loss is declared form={adapter.form!r}, "
+                           f"output={adapter.output!r}, reduction={adapter.reduction!r}", seed=seed,
                            subject=subject.name)
     convention = adapter.distributed_convention
     if convention not in CONVENTIONS:
