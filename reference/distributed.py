@@ -225,6 +225,10 @@ def _worker(rank: int, world_size: int, port: int, timeout: float, jobs, results
             if os.getppid() != parent:      # the parent died: leave nothing behind
                 break
             continue
+        except Exception:                   # the job could not be unpickled here (e.g. fn's module is not importable)
+            results.put(("error", rank, None, "the job could not be received by this worker:\n"
+                         + traceback.format_exc()))
+            continue
         if job is None:
             break
         job_id, fn, shard, kwargs, weight = job
@@ -262,8 +266,8 @@ def _close_live_pools() -> None:
 
 
 def _is_timeout(text: str) -> bool:
-    lowered = text.lower()
-    return "timed out" in lowered or "timeout" in lowered
+    """gloo's message for a collective that waited past the process group's timeout ("Timed out waiting ...")."""
+    return "timed out" in text.lower()
 
 
 class WorkerPool:
@@ -399,7 +403,7 @@ class WorkerPool:
         while len(done) < self.world_size:
             status, rank, got_id, payload = self._next_message(
                 deadline, waiting_for=set(range(self.world_size)) - set(done), what=f"the loss {fn.__name__}")
-            if got_id != job_id:
+            if got_id != job_id and not (status == "error" and got_id is None):
                 continue
             if status == "error":
                 self.close(force=True)
@@ -408,6 +412,11 @@ class WorkerPool:
                         f"rank {rank} timed out in a collective after {self.timeout:g} s (another rank skipped or "
                         f"reordered a collective); every worker was killed. Rank {rank}'s traceback:\n{payload}",
                         rank, "timeout")
+                if got_id is None:
+                    raise DistributedFailure(
+                        f"rank {rank} could not receive the job: is {fn.__module__}.{fn.__name__} importable in the "
+                        f"workers (they share the sys.path the first pool started with)? Every worker was killed. "
+                        f"Rank {rank}'s traceback:\n{payload}", rank, "error")
                 raise DistributedFailure(f"the loss {fn.__name__} raised on rank {rank}; every worker was killed. "
                                          f"Rank {rank}'s traceback:\n{payload}", rank, "error")
             done[rank] = payload

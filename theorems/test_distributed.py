@@ -208,6 +208,19 @@ def test_distributed_dying_rank_is_named():
     _assert_gone(pids)
 
 
+def test_distributed_loss_the_workers_cannot_import_is_named(tmp_path, monkeypatch):
+    """A loss from a module only the parent can import: a clear error naming it, not a hang."""
+    pool = WorkerPool(2, timeout=FAULT_TIMEOUT)
+    pool.start()                      # the workers' sys.path is fixed from here on
+    pids = pool.pids
+    (tmp_path / "parent_only_losses.py").write_text("def loss(x, *, rank, world_size):\n    return x.sum()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    import parent_only_losses
+    with pytest.raises(DistributedFailure, match="could not receive the job: is parent_only_losses.loss importable"):
+        pool.run(parent_only_losses.loss, torch.ones(4, 2, dtype=torch.float64))
+    _assert_gone(pids)
+
+
 def test_distributed_port_in_use_is_retried(seed):
     """A store port already taken is skipped; the pool runs on another and a job completes."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as busy:
