@@ -15,9 +15,10 @@ import socket
 import pytest
 import torch
 
-from dualnet_ssl.distributed import (DistributedFailure, WorkerPool, check_distributed_gradient, cross_rank_gradient,
-                                     check_gathered_balance, check_gathered_covariance_form, shard_bounds,
-                                     single_process_reference)
+from dualnet_ssl.distributed import DistributedFailure, WorkerPool, shard_bounds
+from dualnet_ssl.distributed_checks import (check_distributed_gradient, check_gathered_balance,
+                                            check_gathered_covariance_form, cross_rank_gradient,
+                                            single_process_reference)
 from dualnet_ssl.errors import BadInput, IdentityViolation
 from dualnet_ssl.networks import BiasFreeMLP
 from dualnet_ssl.seeding import derive_seed, make_generator

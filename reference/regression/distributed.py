@@ -6,7 +6,7 @@ receives its contiguous shard of a float64 probe batch of pairs and calls ``loss
 gather code runs unchanged in a gloo process group. The single-process reference is the same loss in a process
 group of one (world size 1), so a gather that needs an initialised group still runs. Every rank's gradient / W is
 held to the reference rows and the loss values to the reference value, at two global batch sizes (4W and 5W rows);
-a failure names its class (``dualnet_ssl.distributed.FAULT_CLASSES``), the rank, the rows and the error.
+a failure names its class (``dualnet_ssl.distributed_checks.FAULT_CLASSES``), the rank, the rows and the error.
 """
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ import sys
 
 import torch
 
-from dualnet_ssl.distributed import (CONVENTIONS, DistributedFailure, SingleProcessReference, WorkerPool,
-                                     classify_distributed_gradient, cross_rank_gradient)
+from dualnet_ssl.distributed import CONVENTIONS, DistributedFailure, WorkerPool
+from dualnet_ssl.distributed_checks import SingleProcessReference, classify_distributed_gradient, cross_rank_gradient
 from dualnet_ssl.errors import BadInput
 from dualnet_ssl.regression.loading import LossSubject, load_object
 from dualnet_ssl.results import CheckResult
