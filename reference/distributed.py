@@ -247,6 +247,17 @@ class RankResult:
     param_grads: dict = field(default_factory=dict)
 
 
+def _tensors(arrays: dict) -> dict:
+    return {k: None if v is None else torch.from_numpy(v) for k, v in arrays.items()}
+
+
+def _rank_result(rank: int, rows: tuple[int, int], payload: dict) -> RankResult:
+    """A worker's numpy payload as a RankResult."""
+    tensors = _tensors
+    return RankResult(rank, rows, payload["loss"], torch.from_numpy(payload["input_grad"]), tensors(payload["probes"]),
+                      tensors(payload["probe_grads"]), tensors(payload["param_grads"]))
+
+
 _LIVE_POOLS: "weakref.WeakSet[WorkerPool]" = weakref.WeakSet()
 
 
@@ -411,8 +422,4 @@ class WorkerPool:
                 raise DistributedFailure(f"the loss {fn.__name__} raised on rank {rank}; every worker was killed. "
                                          f"Rank {rank}'s traceback:\n{payload}", rank, "error")
             done[rank] = payload
-        return [RankResult(rank, bounds[rank], done[rank]["loss"], torch.from_numpy(done[rank]["input_grad"]),
-                           {k: torch.from_numpy(v) for k, v in done[rank]["probes"].items()},
-                           {k: None if v is None else torch.from_numpy(v) for k, v in done[rank]["probe_grads"].items()},
-                           {k: torch.from_numpy(v) for k, v in done[rank]["param_grads"].items()})
-                for rank in range(self.world_size)]
+        return [_rank_result(rank, bounds[rank], done[rank]) for rank in range(self.world_size)]

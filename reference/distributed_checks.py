@@ -154,7 +154,8 @@ def classify_distributed_gradient(ranks: list[RankResult], reference: SingleProc
     diff = (scaled[worst] - rows[worst]).abs()
     worst_row = start + int(torch.argmax(diff.reshape(diff.shape[0], -1).amax(1))) if diff.numel() else start
     value_note = "" if expected_values is None else (
-        f"; loss value on rank {worst}: {float(values[worst]):.6e} vs single-process {float(expected_values[worst]):.6e}")
+        f"; loss value on rank {worst}: {float(values[worst]):.6e} vs single-process "
+        f"{float(expected_values[worst]):.6e}")
     where = f"rank {worst} of W={world}, rows [{start}, {stop}), worst row {worst_row}"
     if fault is None:
         message = (f"local input gradient / W equals the single-process rows on every rank (worst {where}, relative "
