@@ -108,10 +108,10 @@ def gathered_pair_loss(shard: torch.Tensor, *, rank: int, world_size: int, ancho
 
 
 def gathered_network_loss(shard: torch.Tensor, *, rank: int, world_size: int, widths: list, net_seed: int,
-                          anchors=None, **options) -> dict:
+                          negative_slope: float = 0.0, anchors=None, **options) -> dict:
     """The same loss on the outputs of a bias-free MLP (same weights on every rank) of input pairs ``(n, 2, d)``;
     the weights are returned as parameters, so that their per-rank gradients come back."""
-    net = BiasFreeMLP(widths, seed=net_seed)
+    net = BiasFreeMLP(widths, seed=net_seed, negative_slope=negative_slope)
     n = shard.shape[0]
     views = net(shard.reshape(2 * n, -1)).reshape(n, 2, -1)
     out = pair_loss_on_views(views, local_rows=n, anchors=anchors, **options)

@@ -14,6 +14,7 @@ import socket
 
 import pytest
 import torch
+from hypothesis import given, settings
 
 from dualnet_ssl.distributed import DistributedFailure, WorkerPool, shard_bounds
 from dualnet_ssl.distributed_checks import (check_distributed_gradient, check_gathered_balance,
@@ -22,6 +23,7 @@ from dualnet_ssl.distributed_checks import (check_distributed_gradient, check_ga
 from dualnet_ssl.errors import BadInput, IdentityViolation
 from dualnet_ssl.networks import BiasFreeMLP
 from dualnet_ssl.seeding import derive_seed, make_generator
+from theorems.strategies import relu_or_leaky, seeds, small_mlp_widths
 from theorems.distributed_losses import (gathered_network_loss, gathered_nt_xent, gathered_pair_loss,
                                          exit_on_rank_one, hang_on_last_rank, make_pair_loss, negative_indices,
                                          raise_on_rank_one, sleep_on_rank_one)
@@ -98,20 +100,29 @@ def test_distributed_balance_over_all_pairs(pools, seed, repro, world_size, loss
                            context=repro(seed=seed, W=world_size))
 
 
+def _network_case(pool, seed, widths, negative_slope, loss, fault=None):
+    """(net, input pairs, ranks' results, single-process gradients, negatives) for a bias-free MLP under a gathered
+    loss: 2 pairs per rank, the same weights (from the seed) on every rank."""
+    net_seed = derive_seed(seed, "net")
+    pairs_input = _pairs(seed, 2 * pool.world_size, dim=widths[0])
+    options = {"widths": widths, "net_seed": net_seed, "negative_slope": negative_slope, "loss": loss}
+    ranks = pool.run(gathered_network_loss, pairs_input, kwargs={**options, "fault": fault})
+    single = gathered_network_loss(pairs_input, rank=0, world_size=1, **options)
+    grads = torch.autograd.grad(single["loss"], list(single["parameters"].values()))
+    net = BiasFreeMLP(widths, seed=net_seed, negative_slope=negative_slope)
+    n = pairs_input.shape[0]
+    return net, pairs_input, ranks, dict(zip(net.layer_names(), grads)), negative_indices(torch.arange(n), n, loss)
+
+
 @pytest.mark.parametrize("world_size", [2, 3])
 @pytest.mark.parametrize("loss", LOSSES)
-def test_distributed_covariance_form(pools, seed, repro, world_size, loss):
+@settings(max_examples=8)
+@given(widths=small_mlp_widths(), negative_slope=relu_or_leaky, seed=seeds)
+def test_distributed_covariance_form(pools, repro, world_size, loss, widths, negative_slope, seed):
     """Theorem 1 on a bias-free MLP: DDP's averaged gradient = single-process = 2 K Lap(C) K^T w_l, global batch."""
-    widths, net_seed = [5, 7, 3], derive_seed(seed, "net")
-    pairs_input = _pairs(seed, 2 * world_size, dim=5)
-    options = {"widths": widths, "net_seed": net_seed, "loss": loss}
-    ranks = pools(world_size).run(gathered_network_loss, pairs_input, kwargs=options)
-    net = BiasFreeMLP(widths, seed=net_seed)
-    single = gathered_network_loss(pairs_input, rank=0, world_size=1, **options)
-    grads = dict(zip(net.layer_names(), torch.autograd.grad(single["loss"], list(single["parameters"].values()))))
-    n = pairs_input.shape[0]
-    check_gathered_covariance_form(net, pairs_input, ranks, grads, negative_indices(torch.arange(n), n, loss),
-                                   context=repro(seed=seed, W=world_size, loss=loss))
+    net, pairs_input, ranks, grads, negatives = _network_case(pools(world_size), seed, widths, negative_slope, loss)
+    check_gathered_covariance_form(net, pairs_input, ranks, grads, negatives,
+                                   context=repro(seed=seed, W=world_size, loss=loss, widths=widths))
 
 
 # ---------------------------------------------------------------- every checker can fail
@@ -154,15 +165,19 @@ def test_distributed_balance_rejects_wrong_closed_form(pools, seed):
 
 def test_distributed_covariance_form_rejects_missing_gather_gradient(pools, seed):
     """With a plain all_gather, DDP's averaged gradient is no longer the single-process one."""
-    widths, net_seed = [5, 7, 3], derive_seed(seed, "net")
-    pairs_input = _pairs(seed, 4, dim=5)
-    options = {"widths": widths, "net_seed": net_seed, "loss": "infonce"}
-    ranks = pools(2).run(gathered_network_loss, pairs_input, kwargs={**options, "fault": "plain_all_gather"})
-    net = BiasFreeMLP(widths, seed=net_seed)
-    single = gathered_network_loss(pairs_input, rank=0, world_size=1, **options)
-    grads = dict(zip(net.layer_names(), torch.autograd.grad(single["loss"], list(single["parameters"].values()))))
+    net, pairs_input, ranks, grads, negatives = _network_case(pools(2), seed, [5, 7, 3], 0.0, "infonce",
+                                                              fault="plain_all_gather")
     with pytest.raises(IdentityViolation, match="DDP's averaged gradient vs the single-process gradient"):
-        check_gathered_covariance_form(net, pairs_input, ranks, grads, negative_indices(torch.arange(4), 4, "infonce"))
+        check_gathered_covariance_form(net, pairs_input, ranks, grads, negatives)
+
+
+def test_distributed_covariance_form_rejects_wrong_pair_weights(pools, seed):
+    """Negative weights doubled (balance broken) leave DDP = single process, but not the pair-Laplacian form."""
+    net, pairs_input, ranks, grads, negatives = _network_case(pools(2), seed, [5, 7, 3], 0.0, "infonce")
+    doubled = [dataclasses.replace(r, probe_grads={**r.probe_grads, "r_neg": 2 * r.probe_grads["r_neg"]})
+               for r in ranks]
+    with pytest.raises(IdentityViolation, match=r"vs 2 K Lap\(C\) K\^T w_l"):
+        check_gathered_covariance_form(net, pairs_input, doubled, grads, negatives)
 
 
 # ---------------------------------------------------------------- faults of the run itself, and bad input
