@@ -247,6 +247,18 @@ class RankResult:
     param_grads: dict = field(default_factory=dict)
 
 
+def still_running(pids) -> list[int]:
+    """The processes among ``pids`` that still exist (``os.kill(pid, 0)``; psutil is not needed)."""
+    alive = []
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+            alive.append(pid)
+        except ProcessLookupError:
+            pass
+    return alive
+
+
 def _tensors(arrays: dict) -> dict:
     return {k: None if v is None else torch.from_numpy(v) for k, v in arrays.items()}
 

@@ -9,6 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
+from dualnet_ssl.distributed import still_running
+
 ROOT = Path(__file__).resolve().parents[1]
 
 USER_LOSS = textwrap.dedent('''
@@ -75,13 +77,7 @@ def _run_user(tmp_path, *args):
 def _pids_gone(tmp_path):
     pids = [int(p) for p in (tmp_path / "worker_pids.txt").read_text().split()]
     assert pids, "the run started no worker"
-    alive = []
-    for pid in pids:
-        try:
-            os.kill(pid, 0)
-            alive.append(pid)
-        except ProcessLookupError:
-            pass
+    alive = still_running(pids)
     assert not alive, f"workers outlived the pytest run: {alive}"
 
 

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import multiprocessing
-import os
 import socket
 
 import pytest
 import torch
 from hypothesis import given, settings
 
-from dualnet_ssl.distributed import DistributedFailure, WorkerPool, shard_bounds
+from dualnet_ssl.distributed import DistributedFailure, WorkerPool, shard_bounds, still_running
 from dualnet_ssl.distributed_checks import (check_distributed_gradient, check_gathered_balance,
                                             check_gathered_covariance_form, cross_rank_gradient,
                                             single_process_reference)
@@ -38,13 +37,7 @@ FAULT_TIMEOUT = 2.0
 
 
 def _assert_gone(pids):
-    alive = []
-    for pid in pids:
-        try:
-            os.kill(pid, 0)
-            alive.append(pid)
-        except ProcessLookupError:
-            pass
+    alive = still_running(pids)
     assert not alive, f"worker processes still running: {alive}"
     assert not set(pids) & {p.pid for p in multiprocessing.active_children()}
 
