@@ -61,6 +61,8 @@ class LossAdapter:
     scale: float | None = None
     batch_size: int | None = None
     dim: int | None = None
+    world_size: int | None = None            # run distributed_gradient at this W (regression/distributed.py)
+    distributed_convention: str = "local_mean"   # or "global": every rank computes the full global loss
     name: str = ""
 
     def __post_init__(self):
