@@ -237,8 +237,7 @@ def test_simp_sampled_error_rate_rejects_uniform_tuple_weights(sampled_case):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_simp_sampled_error_rate_detects_a_five_percent_trace_error(sampled_case, seed):
     kwargs = dict(batch_sizes=(8, 32, 128), n_batches=8000, seed=seed)
-    result = _sampled(sampled_case, **kwargs)
-    assert result["power_at_5pct"] > 0.99
+    assert _sampled(sampled_case, **kwargs).details["power_at_5pct"] > 0.99
     with pytest.raises(IdentityViolation, match=r"= 1\.0[3-7]\d\d \+- 0\.00\d\d \(pooled over B\)"):
         _sampled(sampled_case, sampler=shrunken_batches, **kwargs)
 

@@ -57,8 +57,8 @@ DEFAULT_SEEDS = (5, 6, 7)
 """Seeds of the default runs: held out, none of them set a threshold (seeds 0-4 did)."""
 UNSEEN_SEEDS = (8, 9, 10, 11, 12, 13, 14)
 """Seeds of the slow runs: held out as well."""
-EXCLUDE_SELF = {"min_spread_drop": RESIDUE_EXCLUDE_SELF_MIN_SPREAD_DROP.value,
-                "min_final_ratio": RESIDUE_EXCLUDE_SELF_MIN_FINAL_RATIO.value}
+EXCLUDE_SELF = {"min_spread_drop": RESIDUE_EXCLUDE_SELF_MIN_SPREAD_DROP,
+                "min_final_ratio": RESIDUE_EXCLUDE_SELF_MIN_FINAL_RATIO}
 
 
 def run_and_check(loss, n_negatives, seed, repro, exclude_self=False, **thresholds):
