@@ -319,7 +319,8 @@ def check_residue_falls_with_augmentation(sweep: dict, min_exponent: Threshold |
     where ||2 OP w|| itself nearly vanishes (docs/THEORY.md §7)."""
     __tracebackhide__ = True
     norms, bound = sweep["theta_norms"], as_threshold(min_exponent)
-    where = Context.of(context).within("Theorem 4 residue vs augmentation strength", f"sigmas={sweep['sigmas']}")
+    where = Context.of(context).within("Theorem 4 residue vs augmentation strength",
+                                        f"sigmas={sweep['sigmas']}", where=f"sigmas={sweep['sigmas']}")
     _rises_strictly("||theta||", norms, where)
     if not sweep["theta_exponent"] >= bound.value:
         fail("||theta|| ~ sigma^p with p above its bound", f"fitted exponent {sweep['theta_exponent']:.2f}",
@@ -346,7 +347,8 @@ def check_residue_ratio_falls(sweep: dict, exponent_range: tuple[Threshold | flo
     Only where the main term stays away from 0 (the digits study); see ``check_residue_falls_with_augmentation``."""
     __tracebackhide__ = True
     ratios = sweep["ratios"]
-    where = Context.of(context).within("Theorem 4 residue vs augmentation strength", f"sigmas={sweep['sigmas']}")
+    where = Context.of(context).within("Theorem 4 residue vs augmentation strength",
+                                        f"sigmas={sweep['sigmas']}", where=f"sigmas={sweep['sigmas']}")
     _rises_strictly("||theta||/||2 OP w||", ratios, where)
     low, high = (as_threshold(t) for t in exponent_range)
     allowed = f"[{low.value:g}, {high.value:g}]"
