@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, jacrev
 
-from dualnet_ssl.compare import Context, assert_identity, fail, passed
+from dualnet_ssl.compare import Context, assert_identity, fail, identity_passed, passed
 from dualnet_ssl.connection import connection_dense, connection_transpose_times, _param
 from dualnet_ssl.distributions import DiscreteAugmentedData
 from dualnet_ssl.errors import BadInput
@@ -45,12 +45,6 @@ def _where(theorem: str, name: str, context: str, extra: str = "") -> Context:
     return Context.of(context).within(theorem, f"layer {name}", extra, where=f"layer {name}")
 
 
-def _identity_passed(check: str, rel: float, dtype: torch.dtype, kind: str, where: Context, **details) -> CheckResult:
-    """The passing record of a checker whose figure is ``rel`` from ``assert_identity`` at the table's tolerance."""
-    return passed(check, figure=rel, limit=tolerance(dtype, kind), context=where, details=details,
-                  message=f"relative error {rel:.3e}")
-
-
 # ---------------------------------------------------------------- Theorem 1 (docs/THEORY.md §2-3)
 
 def check_homogeneity(net: nn.Module, x: torch.Tensor, name: str, *, connection: Connection = connection_dense,
@@ -69,7 +63,7 @@ def check_homogeneity(net: nn.Module, x: torch.Tensor, name: str, *, connection:
     dense_error = assert_identity(dense, out, what="K_l^T w_l (dense K) vs f_L", context=where)
     rel = assert_identity(connection_transpose_times(net, x, name, w), out, what="K_l^T w_l (JVP) vs f_L",
                           context=where)
-    return _identity_passed("homogeneity f_L = K_l^T w_l", rel, out.dtype, "exact", where,
+    return identity_passed("homogeneity f_L = K_l^T w_l", rel, out.dtype, "exact", where,
                             dense_relative_error=dense_error)
 
 
@@ -98,7 +92,7 @@ def check_gradient_shared(net: nn.Module, x1: torch.Tensor, x2: torch.Tensor, na
     where = _where("Theorem 1, shared weights", name, context)
     rel = assert_identity(_autograd_distance_gradient((net, net), x1, x2, name), analytic, kind="gradient",
                           what="dr/dw_l (autograd) vs (K1-K2)(K1-K2)^T w_l", context=where)
-    return _identity_passed("Theorem 1, shared weights", rel, analytic.dtype, "gradient", where)
+    return identity_passed("Theorem 1, shared weights", rel, analytic.dtype, "gradient", where)
 
 
 def check_gradient_two_networks(net1: nn.Module, net2: nn.Module, x1: torch.Tensor, x2: torch.Tensor, name: str, *,
@@ -115,7 +109,7 @@ def check_gradient_two_networks(net1: nn.Module, net2: nn.Module, x1: torch.Tens
     where = _where("Theorem 1, two networks", name, context)
     rel = assert_identity(_autograd_distance_gradient((net1, net2), x1, x2, name), analytic, kind="gradient",
                           what="dr/dw1_l (autograd) vs K1 (K1^T w1 - K2^T w2)", context=where)
-    return _identity_passed("Theorem 1, two networks", rel, analytic.dtype, "gradient", where)
+    return identity_passed("Theorem 1, two networks", rel, analytic.dtype, "gradient", where)
 
 
 # ---------------------------------------------------------------- Theorem 2 (docs/THEORY.md §5)
@@ -145,7 +139,7 @@ def check_balance(loss: Callable, r_pos: torch.Tensor, r_neg: torch.Tensor, *, c
                                                                 what="dL/dr_+ vs closed form beta")
         details["closed_form_error_negative"] = assert_identity(beta_neg, closed_neg, kind="gradient", context=where,
                                                                 what="-dL/dr_k- vs closed form beta_k")
-    return _identity_passed("Theorem 2 balance", rel, beta.dtype, "gradient", where, **details)
+    return identity_passed("Theorem 2 balance", rel, beta.dtype, "gradient", where, **details)
 
 
 # ---------------------------------------------------------------- Theorem 3 (docs/THEORY.md §6)
@@ -168,7 +162,7 @@ def check_simp_covariance(net: nn.Module, name: str, data: DiscreteAugmentedData
     where = _where("Theorem 3", name, context, f"H={n_negatives}, exclude_self={exclude_self}")
     rel = assert_identity(neg_grad, constant * operator(net, name, data), kind="gradient",
                           what=f"-dE[L_simp]/dw_l (autograd) vs {constant:.10g} V[Kbar_l] w_l", context=where)
-    return _identity_passed("Theorem 3 covariance operator", rel, neg_grad.dtype, "gradient", where, constant=constant)
+    return identity_passed("Theorem 3 covariance operator", rel, neg_grad.dtype, "gradient", where, constant=constant)
 
 
 def assert_psd(matrix: torch.Tensor, *, what: str, context: str = "") -> torch.Tensor:
@@ -217,7 +211,7 @@ def check_operator_structure(net: nn.Module, name: str, data: DiscreteAugmentedD
                     what="structured OP_l u vs OP_l u from the definition")
     rel = assert_identity(operator_dense(net, name, data, pair_mass).detach(), op, context=where,
                           what="Laplacian form of OP_l vs its definition")
-    return _identity_passed("covariance operator structure", rel, op.dtype, "exact", where, rank=rank,
+    return identity_passed("covariance operator structure", rel, op.dtype, "exact", where, rank=rank,
                             rank_bound=bound, min_eigenvalue=float(eig.min()), max_eigenvalue=float(eig.max()))
 
 
@@ -296,7 +290,7 @@ def check_residue_zero(net: nn.Module, name: str, data: DiscreteAugmentedData, l
     where = _where(f"Theorem 4, loss {loss}", name, context, f"H={n_negatives}")
     rel = assert_identity(split.neg_gradient, split.main, kind="gradient",
                           what="-dE[L]/dw_l (autograd) vs 2 OP_l w_l (theta must be 0)", context=where)
-    return _identity_passed("Theorem 4, theta = 0", rel, split.main.dtype, "gradient", where)
+    return identity_passed("Theorem 4, theta = 0", rel, split.main.dtype, "gradient", where)
 
 
 def check_main_term(net: nn.Module, name: str, data: DiscreteAugmentedData, loss: Callable, *,

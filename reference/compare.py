@@ -69,6 +69,13 @@ def passed(check: str, *, limit: Tolerance | Threshold, figure: float | None = N
     return _record("pass", check, message, limit, allowed, figure, context, where, details)
 
 
+def identity_passed(check: str, rel: float, dtype: torch.dtype, kind: str, context: str = "",
+                    **details) -> CheckResult:
+    """The passing record of a checker whose figure is ``rel``, from ``assert_identity`` at the table's tolerance."""
+    return passed(check, figure=rel, limit=tolerance(dtype, kind), context=context, details=details,
+                  message=f"relative error {rel:.3e}")
+
+
 def fail(check: str, message: str, *, limit: Tolerance | Threshold, allowed: str | None = None,
          figure: float | None = None, context: str = "", where: str = "", details: Mapping[str, object] | None = None,
          text: str | None = None) -> NoReturn:
