@@ -5,8 +5,9 @@ quantities. Each docstring says which assertions are evidence for the theorem an
 construction (kept as sanity assertions, not evidence). Every check takes a ``context`` line (seed, architecture,
 reproduce command; a ``compare.Context`` also carries them as fields) that goes into its failure message and
 record. A check fails through ``compare.fail`` (an ``IdentityViolation`` whose ``result`` is a ``CheckResult``) and
-returns a passing ``CheckResult`` (extra figures in ``details``); ``assert_*`` helpers return their figure. Networks are screened with ``check_theorem_class`` first unless
-``screen=False``: outside the theorems' class the answer is ``NotApplicable``, never a false failure.
+returns a passing ``CheckResult`` (extra figures in ``details``); ``assert_*`` helpers return their figure.
+Networks are screened with ``check_theorem_class`` first unless ``screen=False``: outside the theorems' class the
+answer is ``NotApplicable``, never a false failure.
 """
 from __future__ import annotations
 
@@ -295,7 +296,8 @@ def check_residue_zero(net: nn.Module, name: str, data: DiscreteAugmentedData, l
 
 def check_main_term(net: nn.Module, name: str, data: DiscreteAugmentedData, loss: Callable, *,
                     n_negatives: int = 1, context: str = "") -> CheckResult:
-    """Theorem 4's main term: pair mass >= 0, and ``check_operator_structure`` on OP_l weighted by the loss's pair mass."""
+    """Theorem 4's main term: pair mass >= 0, and ``check_operator_structure`` on OP_l weighted by the loss's pair
+    mass."""
     __tracebackhide__ = True
     split = residue(net, name, data, loss, n_negatives)
     where = _where(f"Theorem 4 main term, loss {loss}", name, context, f"H={n_negatives}")

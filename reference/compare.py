@@ -103,7 +103,8 @@ def assert_identity(actual: torch.Tensor, expected: torch.Tensor, *, what: str, 
 
     def mismatch(message: str, figure: float | None = None, index: str = "") -> NoReturn:
         __tracebackhide__ = True
-        fail(what, message, limit=tol, figure=figure, context=line, where=", ".join(p for p in (line.where, index) if p))
+        fail(what, message, limit=tol, figure=figure, context=line,
+             where=", ".join(p for p in (line.where, index) if p))
 
     if actual.shape != expected.shape:
         mismatch(f"shape {tuple(actual.shape)} != expected {tuple(expected.shape)}")

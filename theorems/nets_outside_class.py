@@ -37,5 +37,5 @@ class ResidualMLP(nn.Module):
 
 def batchnorm_mlp(seed: int) -> nn.Module:
     """Bias-free, but with batch normalisation between the layers."""
-    return _filled(nn.Sequential(nn.Linear(4, 8, bias=False), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3, bias=False)),
-                   seed)
+    layers = nn.Linear(4, 8, bias=False), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3, bias=False)
+    return _filled(nn.Sequential(*layers), seed)

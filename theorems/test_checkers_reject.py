@@ -8,8 +8,8 @@ import torch
 from dualnet_ssl import losses
 from dualnet_ssl.checks import (assert_psd, check_balance, check_frozen_gating_power_iteration, check_gradient_shared,
                                 check_gradient_two_networks, check_homogeneity, check_main_term,
-                                check_operator_structure, check_residue_falls_with_augmentation, check_residue_zero,
-                                check_simp_covariance)
+                                check_operator_structure, check_residue_falls_with_augmentation,
+                                check_residue_ratio_falls, check_residue_zero, check_simp_covariance)
 from dualnet_ssl.connection import connection_dense, connection_kron
 from dualnet_ssl.distributions import gaussian_augmented, random_probabilities, views_as_samples
 from dualnet_ssl.errors import BadInput, IdentityViolation, NotApplicable
@@ -18,8 +18,9 @@ from dualnet_ssl.operators import mean_connections, operator_from_definition, op
 from dualnet_ssl.sampled import check_sampled_error_rate, per_tuple_gradients
 from dualnet_ssl.residue_bound import check_residue_bound
 from dualnet_ssl.seeding import make_generator
-from dualnet_ssl.thresholds import (EXACT_PAIR_MASS_SIGN, EXACT_RANK_EXCESS, EXACT_SIGN, RESIDUE_MIN_EXPONENT,
-                                    RESIDUE_MIN_SPREAD_DROP)
+from dualnet_ssl.thresholds import (DIGITS_MLP_EXPONENT_HIGH, DIGITS_MLP_EXPONENT_LOW, EXACT_PAIR_MASS_SIGN,
+                                    EXACT_RANK_EXCESS, EXACT_SIGN, RESIDUE_MIN_EXPONENT, RESIDUE_MIN_SPREAD_DROP,
+                                    Z_SCORE_FALSE_ALARM)
 from dualnet_ssl.tolerances import tolerance
 from dualnet_ssl.training import Trajectory, check_residue_shrinks
 from theorems.nets_outside_class import ResidualMLP, biased_mlp
@@ -243,8 +244,12 @@ def test_simp_sampled_error_rate_rejects_uniform_tuple_weights(sampled_case):
 def test_simp_sampled_error_rate_detects_a_five_percent_trace_error(sampled_case, seed):
     kwargs = dict(batch_sizes=(8, 32, 128), n_batches=8000, seed=seed)
     assert _sampled(sampled_case, **kwargs).details["power_at_5pct"] > 0.99
-    with pytest.raises(IdentityViolation, match=r"= 1\.0[3-7]\d\d \+- 0\.00\d\d \(pooled over B\)"):
+    with pytest.raises(IdentityViolation, match=r"= 1\.0[3-7]\d\d \+- 0\.00\d\d \(pooled over B\)") as err:
         _sampled(sampled_case, sampler=shrunken_batches, **kwargs)
+    record = err.value.result
+    assert record.measured > float(Z_SCORE_FALSE_ALARM) and record.seed == seed, record
+    assert record.where == "layer weights.0, pooled over B" and record.tolerance_reason.startswith(
+        Z_SCORE_FALSE_ALARM.reason), record
 
 
 def test_simp_sampled_error_rate_rejects_sampling_without_replacement(sampled_case):
@@ -324,6 +329,9 @@ FAULTS = {   # checker fed one fault -> (the table entry it must cite, a part of
     "residue, linear in sigma": (lambda mlp, data, ctx: check_residue_falls_with_augmentation(
         {"sigmas": [0.1, 0.3], "theta_norms": [0.1, 0.3], "theta_exponent": 1.0}, RESIDUE_MIN_EXPONENT, context=ctx),
         RESIDUE_MIN_EXPONENT, "sigmas=[0.1, 0.3]"),
+    "residue ratio, exponent out of range": (lambda mlp, data, ctx: check_residue_ratio_falls(
+        {"sigmas": [0.1, 0.3], "ratios": [0.1, 0.2], "exponent": 0.63},
+        (DIGITS_MLP_EXPONENT_LOW, DIGITS_MLP_EXPONENT_HIGH), context=ctx), DIGITS_MLP_EXPONENT_LOW, "sigmas=[0.1, 0.3]"),
     "training, stalled run": (lambda mlp, data, ctx: check_residue_shrinks(_stalled_run(), ctx),
                               RESIDUE_MIN_SPREAD_DROP, "outputs"),
     "residue bound, exceeded": (lambda mlp, data, ctx: check_residue_bound(
