@@ -26,10 +26,11 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from dualnet_ssl.compare import assert_identity
+from dualnet_ssl.compare import assert_identity, fail
 from dualnet_ssl.connection import connection_kron, top_down_jacobians, _param
-from dualnet_ssl.errors import BadInput, IdentityViolation
+from dualnet_ssl.errors import BadInput
 from dualnet_ssl.networks import BiasFreeMLP
+from dualnet_ssl.tolerances import tolerance
 
 NORMALISATIONS = ("centre", "variance", "none")
 LOSSES = ("unnormalised", "normalised")
@@ -285,14 +286,13 @@ def check_split(model: DualBranch, x1: torch.Tensor, x2: torch.Tensor, name: str
     full, auto = autograd_terms(model, x1, x2, name)
     expected = closed_form(model, x1, x2, name)
     if bool((full == 0).all()) and bool((expected.total != 0).any()):
-        raise IdentityViolation(f"no gradient reaches the online branch [{where}], while the closed form is not zero: "
-                                f"is the stop-gradient on the online branch instead of the target?")
+        fail("online gradient vs closed form", "no gradient reaches the online branch, while the closed form is not "
+             "zero: is the stop-gradient on the online branch instead of the target?",
+             limit=tolerance(full.dtype, "gradient"), figure=1.0, context=where)
     assert_identity(auto.total, full, kind="gradient", what="autograd gradient vs (a) + (b)", context=where)
-    try:
-        assert_identity(auto.implicit, expected.implicit, kind="gradient",
-                        what="implicit term (b) (autograd through the batch statistics) vs closed form", context=where)
-    except IdentityViolation as err:
-        raise IdentityViolation(str(err) + _zero_hint(model, auto.implicit, expected.implicit), err.result) from None
+    assert_identity(auto.implicit, expected.implicit, kind="gradient",
+                    what="implicit term (b) (autograd through the batch statistics) vs closed form", context=where,
+                    hint=_zero_hint(model, auto.implicit, expected.implicit))
     assert_identity(auto.positive, expected.positive, kind="gradient",
                     what="positive-pair term (a) (batch statistics fixed) vs closed form", context=where)
     return auto

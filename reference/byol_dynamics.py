@@ -24,9 +24,11 @@ from typing import Callable
 import torch
 
 from dualnet_ssl.byol import DualBranch, autograd_terms
-from dualnet_ssl.errors import BadInput, IdentityViolation
+from dualnet_ssl.compare import fail
+from dualnet_ssl.errors import BadInput
 from dualnet_ssl.networks import BiasFreeMLP
 from dualnet_ssl.seeding import derive_seed, make_generator
+from dualnet_ssl.thresholds import Threshold, as_threshold
 
 PROBE_RIDGE = 1e-2
 """Ridge per training sample of the probe, on unit-norm features (no standardisation); it keeps the solve well
@@ -173,49 +175,63 @@ def train_variant(data: ViewData, variant: str, seed: int, *, steps: int = 600, 
     return run
 
 
-def check_learns(run: StudyRun, *, min_probe_gain: float, min_final_spread: float) -> None:
+def check_learns(run: StudyRun, *, min_probe_gain: Threshold | float, min_final_spread: Threshold | float) -> None:
     """The run learned: its probe rose by at least ``min_probe_gain`` and its output did not collapse (final spread
     at least ``min_final_spread``)."""
+    min_probe_gain, min_final_spread = as_threshold(min_probe_gain), as_threshold(min_final_spread)
     gain = run.end.probe - run.start.probe
-    if gain < min_probe_gain or run.end.spread < min_final_spread:
-        raise IdentityViolation(f"{run.variant}, seed {run.seed} did not learn: probe {run.start.probe:.3f} -> "
-                                f"{run.end.probe:.3f} (gain {gain:+.3f}, needs >= {min_probe_gain}), final spread "
-                                f"{run.end.spread:.3f} (needs >= {min_final_spread})")
+    message = (f"{run.variant}, seed {run.seed} did not learn: probe {run.start.probe:.3f} -> {run.end.probe:.3f} "
+               f"(gain {gain:+.3f}, needs >= {min_probe_gain.value:g}), final spread {run.end.spread:.3f} (needs >= "
+               f"{min_final_spread.value:g})")
+    if gain < min_probe_gain.value:
+        fail("BYOL learns (§9)", message, limit=min_probe_gain, figure=gain, where=f"seed {run.seed}")
+    if run.end.spread < min_final_spread.value:
+        fail("BYOL learns (§9)", message, limit=min_final_spread, figure=run.end.spread, where=f"seed {run.seed}")
 
 
-def check_collapses(run: StudyRun, *, max_final_spread: float) -> None:
+def check_collapses(run: StudyRun, *, max_final_spread: Threshold | float) -> None:
     """The run's output collapsed in direction: final spread at most ``max_final_spread``."""
-    if run.end.spread > max_final_spread:
-        raise IdentityViolation(f"{run.variant}, seed {run.seed} did not collapse: final spread {run.end.spread:.3f} "
-                                f"(from {run.start.spread:.3f}; collapse needs <= {max_final_spread})")
+    limit = as_threshold(max_final_spread)
+    if run.end.spread > limit.value:
+        fail("BYOL collapses without centring and predictor (§9)",
+             f"{run.variant}, seed {run.seed} did not collapse: final spread {run.end.spread:.3f} (from "
+             f"{run.start.spread:.3f}; collapse needs <= {limit.value:g})", limit=limit, figure=run.end.spread,
+             where=f"seed {run.seed}")
 
 
-def check_probe_falls(run: StudyRun, *, min_drop: float) -> None:
+def check_probe_falls(run: StudyRun, *, min_drop: Threshold | float) -> None:
     """The run's probe fell by at least ``min_drop`` below the initial network's."""
+    limit = as_threshold(min_drop)
     drop = run.start.probe - run.end.probe
-    if drop < min_drop:
-        raise IdentityViolation(f"{run.variant}, seed {run.seed}: probe {run.start.probe:.3f} -> {run.end.probe:.3f} "
-                                f"fell by {drop:+.3f}, less than {min_drop}")
+    if drop < limit.value:
+        fail("collapsed run's probe falls (§9)", f"{run.variant}, seed {run.seed}: probe {run.start.probe:.3f} -> "
+             f"{run.end.probe:.3f} fell by {drop:+.3f}, less than {limit.value:g}", limit=limit, figure=drop,
+             where=f"seed {run.seed}")
 
 
-def check_probe_gap(learners: list[StudyRun], collapsed: list[StudyRun], *, min_mean_gap: float) -> float:
+def check_probe_gap(learners: list[StudyRun], collapsed: list[StudyRun], *, min_mean_gap: Threshold | float
+                    ) -> float:
     """Paired by seed, the learners' final probe exceeds the collapsed runs' by at least ``min_mean_gap`` on
     average; returns the mean gap."""
     pairs = {r.seed: r for r in collapsed}
     if not learners or sorted(r.seed for r in learners) != sorted(pairs):
         raise BadInput("learner and collapsed runs must cover the same seeds, one run per seed each")
     gap = sum(r.end.probe - pairs[r.seed].end.probe for r in learners) / len(learners)
-    if gap < min_mean_gap:
-        raise IdentityViolation(f"mean final probe gap {gap:+.3f} of {learners[0].variant} over "
-                                f"{collapsed[0].variant} (seeds {sorted(pairs)}) is below {min_mean_gap}")
+    limit = as_threshold(min_mean_gap)
+    if gap < limit.value:
+        fail("probe gap, learner over collapsed (§9)", f"mean final probe gap {gap:+.3f} of {learners[0].variant} "
+             f"over {collapsed[0].variant} (seeds {sorted(pairs)}) is below {limit.value:g}", limit=limit, figure=gap,
+             where=f"seeds {sorted(pairs)}")
     return gap
 
 
-def check_implicit_share(run: StudyRun, *, min_share: float) -> None:
+def check_implicit_share(run: StudyRun, *, min_share: Threshold | float) -> None:
     """The implicit term's mean share of the first layer's gradient is at least ``min_share``."""
-    if run.share < min_share:
-        raise IdentityViolation(f"{run.variant}, seed {run.seed}: implicit term's mean share {run.share:.3f} of the "
-                                f"gradient is below {min_share}")
+    limit = as_threshold(min_share)
+    if run.share < limit.value:
+        fail("implicit term's share (§9)", f"{run.variant}, seed {run.seed}: implicit term's mean share "
+             f"{run.share:.3f} of the gradient is below {limit.value:g}", limit=limit, figure=run.share,
+             where=f"seed {run.seed}")
 
 
 def format_table(runs: list[StudyRun]) -> str:

@@ -89,13 +89,23 @@ def fail(check: str, message: str, *, limit: Tolerance | Threshold, allowed: str
     raise IdentityViolation(f"{headline}; allowed {result.tolerance} ({result.tolerance_reason})", result)
 
 
+def raise_failure(result: CheckResult, headline: str) -> NoReturn:
+    """Raise ``IdentityViolation`` for a failing record that a classifier built and also returns (the distributed
+    check serves the plugin, which reads the record, and the theorem tests, which want the raise)."""
+    __tracebackhide__ = True
+    if result.ok:
+        raise ValueError(f"raise_failure needs a failing record, got status {result.status!r}")
+    raise IdentityViolation(f"{headline}: {result.summary()}", result)
+
+
 def assert_identity(actual: torch.Tensor, expected: torch.Tensor, *, what: str, kind: str = "exact",
-                    context: str = "", tol: Tolerance | None = None) -> float:
+                    context: str = "", tol: Tolerance | None = None, hint: str = "") -> float:
     """Assert actual == expected elementwise within the table's (rtol, atol); return the relative error.
 
     The message names the quantity, the context (theorem, layer, loss, seed, architecture),
-    the largest absolute and relative differences and where they occur, and the tolerance; the raised
-    ``IdentityViolation.result`` carries the same as fields (``fail``).
+    the largest absolute and relative differences and where they occur, the tolerance, and ``hint`` (the likely
+    cause, where the caller can name one); the raised ``IdentityViolation.result`` carries the same as fields
+    (``fail``).
     """
     __tracebackhide__ = True
     tol = tol or tolerance(expected.dtype, kind)
@@ -103,7 +113,7 @@ def assert_identity(actual: torch.Tensor, expected: torch.Tensor, *, what: str, 
 
     def mismatch(message: str, figure: float | None = None, index: str = "") -> NoReturn:
         __tracebackhide__ = True
-        fail(what, message, limit=tol, figure=figure, context=line,
+        fail(what, message + hint, limit=tol, figure=figure, context=line,
              where=", ".join(p for p in (line.where, index) if p))
 
     if actual.shape != expected.shape:

@@ -14,12 +14,13 @@ from typing import Callable
 
 import torch
 
-from dualnet_ssl.compare import assert_identity, relative_error
+from dualnet_ssl.compare import assert_identity, fail, raise_failure, relative_error
 from dualnet_ssl.connection import connection_kron
 from dualnet_ssl.distributed import CONVENTIONS, RankResult, WorkerPool, is_distributed
-from dualnet_ssl.errors import BadInput, IdentityViolation
+from dualnet_ssl.errors import BadInput
 from dualnet_ssl.operators import laplacian
 from dualnet_ssl.results import CheckResult
+from dualnet_ssl.thresholds import EXACT_SIGN
 from dualnet_ssl.tolerances import tolerance
 
 
@@ -205,8 +206,7 @@ def check_distributed_gradient(ranks: list[RankResult], reference: SingleProcess
     __tracebackhide__ = True
     verdict = classify_distributed_gradient(ranks, reference, crossing=crossing, context=context)
     if not verdict.ok:
-        raise IdentityViolation(f"distributed_gradient (docs/THEORY.md §5b): {verdict.result.summary()}",
-                                verdict.result)
+        raise_failure(verdict.result, "distributed_gradient (docs/THEORY.md §5b)")
     return verdict
 
 
@@ -242,8 +242,9 @@ def check_gathered_balance(ranks: list[RankResult], pair_loss, reference_r_pos: 
     for name, weights in (("beta = dL/dr_+", beta), ("beta_k = -dL/dr_k-", beta_neg)):
         if not bool((weights > 0).all()):
             row = int(torch.argmin(weights.reshape(weights.shape[0], -1).amin(1)))
-            raise IdentityViolation(f"{name} must be > 0 [{where}]: {int((weights <= 0).sum())} entries are not, "
-                                    f"worst at anchor (global row) {row}: {float(weights[row].min()):.3e}")
+            fail(f"{name} > 0", f"{int((weights <= 0).sum())} entries are not, worst at anchor (global row) {row}: "
+                 f"{float(weights[row].min()):.3e}", limit=EXACT_SIGN, figure=float(weights[row].min()), context=where,
+                 where=f"global row {row}")
     assert_identity(beta_neg.sum(-1), beta, kind="gradient", context=where,
                     what="balance over all pairs: sum_k beta_k vs beta per anchor of the global batch")
     closed_pos, closed_neg = pair_loss.weights(r_pos, r_neg)

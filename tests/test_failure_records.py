@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 CORE = Path(__file__).resolve().parents[1] / "reference"
-BUILDERS = {("compare.py", "fail")}
-"""(file, function) allowed to build an IdentityViolation: the one helper."""
+BUILDERS = {("compare.py", "fail"), ("compare.py", "raise_failure")}
+"""(file, function) allowed to build an IdentityViolation: the helper, and its twin for a record a classifier built."""
 RECORD_BUILDERS = {("compare.py", "_record"), ("errors.py", "IdentityViolation")}
 """(file, function or class) allowed to build a failing CheckResult: the helper's record, and the exception's
 fallback for a text-only failure (raised by the subpackages, not by the core)."""

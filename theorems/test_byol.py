@@ -187,17 +187,17 @@ def study_runs():
 def test_byol_with_centring_and_predictor_learns(study_runs):
     for seed in STUDY_SEEDS:
         run = study_runs[LEARNER, seed]
-        check_learns(run, min_probe_gain=float(BYOL_MIN_PROBE_GAIN), min_final_spread=float(BYOL_MIN_FINAL_SPREAD))
-        check_implicit_share(run, min_share=float(BYOL_MIN_IMPLICIT_SHARE))
+        check_learns(run, min_probe_gain=BYOL_MIN_PROBE_GAIN, min_final_spread=BYOL_MIN_FINAL_SPREAD)
+        check_implicit_share(run, min_share=BYOL_MIN_IMPLICIT_SHARE)
 
 
 @pytest.mark.slow
 def test_byol_without_centring_and_predictor_collapses(study_runs):
     for seed in STUDY_SEEDS:
-        check_collapses(study_runs[COLLAPSER, seed], max_final_spread=float(BYOL_COLLAPSE_MAX_FINAL_SPREAD))
+        check_collapses(study_runs[COLLAPSER, seed], max_final_spread=BYOL_COLLAPSE_MAX_FINAL_SPREAD)
         assert study_runs[COLLAPSER, seed].share == 0.0, "no batch statistics, yet a non-zero implicit term"
     check_probe_gap([study_runs[LEARNER, s] for s in STUDY_SEEDS], [study_runs[COLLAPSER, s] for s in STUDY_SEEDS],
-                    min_mean_gap=float(BYOL_MIN_MEAN_PROBE_GAP))
+                    min_mean_gap=BYOL_MIN_MEAN_PROBE_GAP)
 
 
 DIGITS_STUDY_SEEDS = (100, 101)
@@ -217,13 +217,13 @@ def test_byol_digits_learns_and_its_ablation_collapses(digits_study_runs):
     """On digits the collapsed run's probe falls below the random network's, not only its spread."""
     runs = digits_study_runs
     for seed in DIGITS_STUDY_SEEDS:
-        check_learns(runs[LEARNER, seed], min_probe_gain=float(DIGITS_BYOL_MIN_PROBE_GAIN),
-                     min_final_spread=float(DIGITS_BYOL_MIN_FINAL_SPREAD))
-        check_implicit_share(runs[LEARNER, seed], min_share=float(DIGITS_BYOL_MIN_IMPLICIT_SHARE))
-        check_collapses(runs[COLLAPSER, seed], max_final_spread=float(DIGITS_BYOL_COLLAPSE_MAX_FINAL_SPREAD))
-        check_probe_falls(runs[COLLAPSER, seed], min_drop=float(DIGITS_BYOL_COLLAPSE_MIN_PROBE_DROP))
+        check_learns(runs[LEARNER, seed], min_probe_gain=DIGITS_BYOL_MIN_PROBE_GAIN,
+                     min_final_spread=DIGITS_BYOL_MIN_FINAL_SPREAD)
+        check_implicit_share(runs[LEARNER, seed], min_share=DIGITS_BYOL_MIN_IMPLICIT_SHARE)
+        check_collapses(runs[COLLAPSER, seed], max_final_spread=DIGITS_BYOL_COLLAPSE_MAX_FINAL_SPREAD)
+        check_probe_falls(runs[COLLAPSER, seed], min_drop=DIGITS_BYOL_COLLAPSE_MIN_PROBE_DROP)
     check_probe_gap([runs[LEARNER, s] for s in DIGITS_STUDY_SEEDS], [runs[COLLAPSER, s] for s in DIGITS_STUDY_SEEDS],
-                    min_mean_gap=float(DIGITS_BYOL_MIN_MEAN_PROBE_GAP))
+                    min_mean_gap=DIGITS_BYOL_MIN_MEAN_PROBE_GAP)
 
 
 def test_byol_study_seeds_are_held_out():
