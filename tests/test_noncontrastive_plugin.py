@@ -10,20 +10,23 @@ ROOT = Path(__file__).resolve().parents[1]
 pytest_plugins = ("pytester",)
 
 
-def _run(pytester, *args):
-    pytester.syspathinsert(ROOT)
-    return pytester.runpytest_inprocess("-p", "no:cacheprovider", *args)
+def _run(pytester, monkeypatch, *args):
+    """A pytest run of its own (a subprocess, the repository importable as a user's package would be): in-process
+    runs share sys.modules, where one run's examples.mybyol can hold a class of a module that pytester's snapshot
+    has since re-imported, as no user's single run does."""
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    return pytester.runpytest_subprocess("-p", "no:cacheprovider", *args)
 
 
-def test_byol_loss_passes_through_the_plugin(pytester, tmp_path):
+def test_byol_loss_passes_through_the_plugin(pytester, monkeypatch, tmp_path):
     report = tmp_path / "report.json"
-    result = _run(pytester, "--ssl-loss", "examples.mybyol:make_loss", "--ssl-report", str(report))
+    result = _run(pytester, monkeypatch, "--ssl-loss", "examples.mybyol:make_loss", "--ssl-report", str(report))
     result.assert_outcomes(passed=9)
     records = json.loads(report.read_text())["records"]
     assert {r["property"] for r in records} == {"stop_gradient", "reference_value_and_gradient", "float32_accuracy"}
 
 
-def test_byol_twin_without_detach_fails_the_stop_gradient(pytester):
-    result = _run(pytester, "--ssl-loss", "examples.mybyol:make_buggy_loss")
+def test_byol_twin_without_detach_fails_the_stop_gradient(pytester, monkeypatch):
+    result = _run(pytester, monkeypatch, "--ssl-loss", "examples.mybyol:make_buggy_loss")
     result.assert_outcomes(passed=6, failed=3)
     result.stdout.fnmatch_lines(["*stop_gradient FAILED*the target is not detached*"])
