@@ -30,6 +30,13 @@ def _points(mask: torch.Tensor) -> str:
     return ", ".join(map(str, idx[:8])) + (", ..." if len(idx) > 8 else "")
 
 
+def _named(layout, mask: torch.Tensor) -> str:
+    """The points of ``mask`` by input: 'k (points 4, 5), queue (points 8, ...)'."""
+    parts = [f"{name} (points {_points(mask & (torch.arange(layout.n_points)[:, None] == rows).any(1))})"
+             for name, rows in layout.input_points().items() if bool(mask[rows].any())]
+    return ", ".join(parts)
+
+
 def gradient_routing(adapter: LossAdapter, probe: Probe) -> Verdict:
     """The gradient reaches the points declared live, and each live point's gradient is a weighted sum of its
     pair directions dr_ij/dz_i (docs/THEORY.md §5a), so the pair weights are read off it exactly."""
@@ -47,7 +54,14 @@ def gradient_routing(adapter: LossAdapter, probe: Probe) -> Verdict:
         return Verdict(False, 1.0, tol, f"no gradient reaches the points declared live ({_points(live)}); it flows "
                                         f"only into points declared detached ({_points(reached & ~live)}): the "
                                         f"stop-gradient is on the wrong side (declared: {adapter.describe()})")
-    _, residual = flow_from_point_gradients(grad, z.detach(), adapter, live)
+    leaked = reached & ~live
+    if adapter.detached_by == "loss" and bool(leaked.any()):
+        share = float(norms[leaked].max()) / float(norms.max())
+        return Verdict(False, share, tol, f"the loss is declared to stop the gradient itself (detached_by='loss'), "
+                                          f"but gradient reaches points declared detached: {_named(layout, leaked)} "
+                                          f"(largest |dL/dz| there is {share:.3e} of the largest); a detach() is "
+                                          f"missing or on the wrong tensor (declared: {adapter.describe()})")
+    _, residual = flow_from_point_gradients(grad, z.detach(), adapter, live, adapter.unit_points(layout))
     notes = []
     if bool((reached & ~live).any()):
         notes.append(f"the loss itself passes gradient into points declared detached ({_points(reached & ~live)}); "

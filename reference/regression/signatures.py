@@ -32,6 +32,10 @@ BANK_FORMS = ("per_anchor", "queue", "bank")
 LABEL_FORMS = ("concat", "indexes", "views", "views_labels")
 """Forms whose positives are given by a label per point, so that an anchor may have several."""
 
+INPUTS = {"two_view": ("z0", "z1"), "per_anchor": ("query", "positive", "negatives"), "queue": ("q", "k", "queue"),
+          "bank": ("z", "bank"), "concat": ("z",), "indexes": ("z",), "views": ("z",), "views_labels": ("z",)}
+"""The names of each form's point arguments, in call order: what ``normalises`` and ``unit_inputs`` may list."""
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -87,6 +91,15 @@ class Layout:
             roles[rows, cols] = sign
             roles[cols, rows] = sign
         return roles
+
+    def input_points(self) -> dict[str, torch.Tensor]:
+        """Each point argument's name (``INPUTS``) -> the stacked points it holds."""
+        names, n = INPUTS[self.form], self.n_samples
+        if len(names) == 1:
+            return {names[0]: torch.arange(self.n_points)}
+        bounds = (0, n, 2 * n, self.n_points) if len(names) == 3 else ((0, n, self.n_points) if self.form == "bank"
+                                                                        else (0, n, 2 * n))
+        return {name: torch.arange(bounds[k], bounds[k + 1]) for k, name in enumerate(names)}
 
     @property
     def routed(self) -> bool:
