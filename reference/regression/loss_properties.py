@@ -10,6 +10,7 @@ from dualnet_ssl.regression.declared import anchor_rows, declared_pairs, noise_f
 from dualnet_ssl.regression.loading import LossSubject
 from dualnet_ssl.regression.precision import check_float32
 from dualnet_ssl.regression.probe import Probe, make_probe, recover_weights
+from dualnet_ssl.regression.shapes import WIDER, widened
 from dualnet_ssl.regression.signatures import INPUTS
 from dualnet_ssl.regression.reference_properties import reference_value, reference_weights
 from dualnet_ssl.regression.verdicts import Verdict, compare, require_finite, run_check, working_dtype
@@ -31,14 +32,29 @@ def _require_gradient(weights: torch.Tensor) -> None:
 
 
 def _rotation_invariance(adapter: LossAdapter, probe: Probe) -> Verdict:
+    """L(Z Q) = L(Z) for a random rotation Q; and, unless the loss declares its ``dim``, the same points embedded
+    isometrically in WIDER times as many dimensions (module ``shapes``): a function of pairwise similarities sees
+    no difference, a factor that depends on the embedding width does."""
     z = probe.points()
     g = make_generator(derive_seed(probe.seed, "rotation"))
     rotation, _ = torch.linalg.qr(torch.randn(probe.dim, probe.dim, generator=g, dtype=z.dtype))
-    v = compare(adapter.evaluate(z @ rotation, probe.layout), adapter.evaluate(z, probe.layout),
-                 what="loss after a random rotation of every point vs before", kind="exact")
-    hint = "" if v.ok else ("; the loss is not a function of pairwise similarities (does it use raw coordinates, "
-                            "a fixed projection or a sort?)")
-    return Verdict(v.ok, v.measured, v.tolerance, v.message + hint)
+    unchanged = adapter.evaluate(z, probe.layout)
+    v = compare(adapter.evaluate(z @ rotation, probe.layout), unchanged,
+                what="loss after a random rotation of every point vs before", kind="exact")
+    if not v.ok:
+        return Verdict(False, v.measured, v.tolerance, v.message + (
+            "; the loss is not a function of pairwise similarities (does it use raw coordinates, a fixed projection "
+            "or a sort?)"))
+    if adapter.dim is not None:
+        return v
+    width = WIDER * probe.dim
+    w = compare(adapter.evaluate(widened(z, width, probe.seed), probe.layout), unchanged, kind="exact",
+                what=f"loss with the same points embedded in {width} dimensions vs in {probe.dim}")
+    if w.ok:
+        return Verdict(True, max(v.measured, w.measured), v.tolerance, f"{v.message}; {w.message}")
+    return Verdict(False, w.measured, w.tolerance, f"{w.message}; the points and every pairwise similarity are the "
+                   f"same, so the loss depends on the embedding width itself: the factor scales with the embedding "
+                   f"width (a division by D, a mean over the feature axis?)")
 
 
 def _pairwise_structure(adapter: LossAdapter, probe: Probe) -> Verdict:

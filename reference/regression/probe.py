@@ -71,6 +71,11 @@ def make_probe(adapter: LossAdapter, seed: int, dtype: torch.dtype = torch.float
     normalises (or whose caller does, ``unit_inputs``), unit rows with cosines around 0. ``n_samples`` (default
     ``PROBE_SAMPLES``; a declared ``batch_size`` overrides both) sets the batch size."""
     layout = fitting_layout(adapter, adapter.dim, n_samples or PROBE_SAMPLES[adapter.form])
+    return probe_for(adapter, layout, seed, dtype)
+
+
+def probe_for(adapter: LossAdapter, layout: Layout, seed: int, dtype: torch.dtype = torch.float64) -> Probe:
+    """The probe's points (see ``make_probe``) for a given layout."""
     n = layout.n_points
     g = make_generator(seed)
     centres = torch.randn(int(layout.groups.max()) + 1, n, generator=g, dtype=torch.float64)

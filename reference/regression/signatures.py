@@ -177,6 +177,24 @@ def label_layout(form: str, n: int, n_views: int, per_class: int, symmetric: boo
                   _live(n_views * n, anchors, gradient_to, None), n_views=n_views, labels=labels)
 
 
+def unequal_classes_layout(form: str, n: int, n_views: int, symmetric: bool, gradient_to: str) -> Layout:
+    """``indexes``/``views_labels`` with classes of unequal sizes (1, 2, 3, 1, 2, ... samples), so anchors have
+    unequal numbers of positives. Ragged: ``positives`` and ``negatives`` are empty (A, 0); an anchor's positives
+    are the other points of its group, its negatives every point of another group."""
+    sizes, left = [], n
+    while left:
+        sizes.append(min(1 + len(sizes) % 3, left))
+        left -= sizes[-1]
+    sample_class = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes)).flip(0)
+    groups = sample_class.repeat(n_views)
+    points = torch.arange(n_views * n)
+    anchors = points if symmetric else points[:n]
+    empty = torch.zeros(len(anchors), 0, dtype=torch.long)
+    labels = groups if form == "indexes" else sample_class
+    return Layout(form, n, n_views * n, anchors, empty, empty, groups, _live(n_views * n, anchors, gradient_to, None),
+                  n_views=n_views, labels=labels)
+
+
 def samples_in(form: str, args: tuple, n_views: int) -> int:
     """The number of samples N in a call's arguments (the inverse of the layouts above)."""
     first = args[0]
