@@ -283,15 +283,28 @@ def test_docs_hold_the_worked_declarations():
     assert any('"unit_inputs": ["queue"]' in c and "MoCoLoss" in c for c in commands), "the MoCo example changed"
 
 
-@pytest.mark.parametrize("index", range(7))
-def test_every_worked_declaration_of_the_docs_runs_verbatim(index, seed, repro):
-    """docs/REGRESSION.md's commands, read from the file: every property passes (or says why it does not apply)."""
+def _worked_declaration_passes(index: int, properties: tuple[str, ...], seed: int, repro) -> None:
     subject = from_command(worked_commands()[index])
-    results = {p: regression.check_loss(subject, p, seed) for p in regression.LOSS_PROPERTIES}
+    results = {p: regression.check_loss(subject, p, seed) for p in properties}
     failed = [r.summary() for p, r in results.items() if r.status == "fail" and (subject.name, p) not in KNOWN_OPEN]
     assert not failed, f"a worked declaration of the docs fails on its correct loss: {failed}; {repro()}"
     ran = [p for p in MUST_RUN if results[p].status == "pass"]
     assert ran == list(MUST_RUN), f"{subject.name}: {[results[p].summary() for p in MUST_RUN]}; {repro()}"
+
+
+@pytest.mark.parametrize("index", range(7))
+def test_every_worked_declaration_of_the_docs_runs_verbatim(index, seed, repro):
+    """docs/REGRESSION.md's commands, read from the file: every property but the float32 sweep passes (or says
+    why it does not apply); the slow test below adds stability_float32 and 20 seeds."""
+    _worked_declaration_passes(index, tuple(p for p in regression.LOSS_PROPERTIES if p != "stability_float32"),
+                               seed, repro)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("index", range(7))
+def test_every_worked_declaration_of_the_docs_over_seeds(index, seed, repro):
+    for k in range(20):
+        _worked_declaration_passes(index, regression.LOSS_PROPERTIES, derive_seed(seed, f"worked {k}"), repro)
 
 
 def moco_as_stored(q, k, queue, tau=TAU, detach_keys=True):
@@ -315,9 +328,8 @@ def test_rescaling_check_names_the_input_that_breaks_it(seed, repro):
     assert "declare unit_inputs=['queue']" in result.message, result.summary()
     right = regression.LossSubject("moco-as-stored", lambda: regression.LossAdapter(
         moco_as_stored, normalises=True, unit_inputs=["queue"], detached_by="loss", **MOCO_ROUTING))
-    results = {p: regression.check_loss(right, p, seed) for p in regression.LOSS_PROPERTIES}
-    assert all(r.status != "fail" for r in results.values()), [r.summary() for r in results.values()]
-    assert "rows of queue arrive as unit rows" in results["pairwise_structure"].message, repro()
+    result = regression.check_loss(right, "pairwise_structure", seed)      # every property: the worked MoCo example
+    assert result.status == "pass" and "rows of queue arrive as unit rows" in result.message, repro()
 
 
 def test_a_loss_meant_to_detach_its_keys_that_does_not_is_named(seed, repro):
@@ -414,13 +426,13 @@ def test_a_repelled_positive_in_three_views_is_caught_without_a_reference(seed, 
 
 @pytest.mark.parametrize("form", ["out", "in"])
 def test_correct_supcon_with_unequal_class_sizes_raises_no_alarm(form, seed, repro):
-    """The shape variants (unequal classes, one view more, other widths) raise no false alarm, over 4 seeds."""
+    """The shape variants (unequal classes, one view more, other widths) raise no false alarm, over 3 seeds."""
     subject = regression.LossSubject(f"supcon-{form}", lambda: regression.LossAdapter(
         lambda z, y: supcon_views(z, y, form=form), form="views_labels", per_class=2, unit_inputs=True,
         reference=f"supcon_{form}", temperature=TAU))
-    for k in range(4):
+    for k in range(3):
         drawn = derive_seed(seed, f"unequal classes {k}")
         for prop in ("rotation_invariance", "reference_value", "weight_signs"):
             result = regression.check_loss(subject, prop, drawn)
             assert result.status == "pass", f"{result.summary()}; seed {drawn}; {repro()}"
-        assert "classes of unequal sizes" in regression.check_loss(subject, "reference_value", drawn).message
+            assert prop != "reference_value" or "classes of unequal sizes" in result.message, result.message
