@@ -147,7 +147,12 @@ def subject(name: str, buggy: bool = False) -> regression.LossSubject:
                                                                  **declares))
 
 
-@pytest.mark.parametrize("name", sorted(CASES))
+DISTINCT_CORRECT = sorted(set(CASES) - {"queue_tau_on_positive_only", "bank_negatives_detached"})
+"""CASES whose correct loss is run here: the first of the two left out is exactly the 'queue' case's loss and
+declaration, the second is the worked per-anchor bank example of docs/REGRESSION.md (run below, verbatim)."""
+
+
+@pytest.mark.parametrize("name", DISTINCT_CORRECT)
 def test_correct_convention_passes_every_property(name, seed, repro):
     results = {p: regression.check_loss(subject(name), p, seed) for p in regression.LOSS_PROPERTIES}
     failed = [r.summary() for r in results.values() if r.status == "fail"]
