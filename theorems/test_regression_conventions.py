@@ -14,6 +14,7 @@ import torch.nn.functional as F
 
 from dualnet_ssl import regression
 from dualnet_ssl.errors import BadInput
+from dualnet_ssl.regression.reference_properties import reference_value
 from dualnet_ssl.seeding import derive_seed
 from dualnet_ssl.regression.network_properties import check_network
 
@@ -440,4 +441,6 @@ def test_correct_supcon_with_unequal_class_sizes_raises_no_alarm(form, seed, rep
         for prop in ("rotation_invariance", "reference_value", "weight_signs"):
             result = regression.check_loss(subject, prop, drawn)
             assert result.status == "pass", f"{result.summary()}; seed {drawn}; {repro()}"
-            assert prop != "reference_value" or "classes of unequal sizes" in result.message, result.message
+        adapter = subject.build()                              # the default probe says which shapes it tried
+        tried = reference_value(adapter, regression.make_probe(adapter, drawn))
+        assert tried.ok and "classes of unequal sizes" in tried.message and "3 views" in tried.message, tried.message

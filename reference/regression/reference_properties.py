@@ -13,6 +13,7 @@ import torch
 
 from dualnet_ssl.errors import NotApplicable
 from dualnet_ssl.losses import infonce_weights, pair_distance
+from dualnet_ssl.regression.batches import batch_sizes
 from dualnet_ssl.regression.declarations import Layout, LossAdapter, anchor_distances, anchor_weight, reduce_anchors
 from dualnet_ssl.regression.probe import Probe, assemble_pair_weights, recover_weights
 from dualnet_ssl.regression.shapes import WIDTH, Variant, counts_text, variants
@@ -139,7 +140,8 @@ def _with_hint(v: Verdict, adapter: LossAdapter, probe: Probe, hint: str) -> Ver
 
 
 def reference_value(adapter: LossAdapter, probe: Probe) -> Verdict:
-    """The value equals scale x the reference at the probe and at every shape variant (module ``shapes``)."""
+    """The value equals scale x the reference at the probe and, at the default batch size, at every shape variant
+    (module ``shapes``)."""
     _require_reference(adapter)
     z = probe.points()
     got, want = adapter.evaluate(z, probe.layout), reference_loss(adapter, probe.layout, z)
@@ -149,6 +151,8 @@ def reference_value(adapter: LossAdapter, probe: Probe) -> Verdict:
     if not v.ok:
         return _with_hint(v, adapter, probe, "; a wrong temperature (applied twice?), a sum where mean is declared, "
                                              "or a masking bug changes the value")
+    if probe.layout.n_samples != batch_sizes(adapter)[0]:
+        return v           # the shape variants run at the default batch size; the batch sizes vary on their own
     shapes = _at_shapes(adapter, probe)
     failed = [(variant, w) for variant, w, _ in shapes if not w.ok]
     if not failed:
