@@ -133,7 +133,8 @@ def _no_repelled_positive_when_equidistant(adapter: LossAdapter, probe: Probe, m
     i, j = (int(k) for k in torch.nonzero(repelled & (weights == weights[repelled].min()))[0])
     return Verdict(False, -float(weights[i, j]) / peak, tol,
                    f"{int(repelled.sum()) // 2} declared positive pairs are repelled at points where each anchor's "
-                   f"positives are all equally far from it; e.g. pair ({i}, {j}) has dL/dr = {float(weights[i, j]):.3e} "
+                   f"positives are all equally far from it; e.g. pair ({i}, {j}) has dL/dr = "
+                   f"{float(weights[i, j]):.3e} "
                    f"< 0. There each positive's softmax share is at most 1/|P|, so neither the 'out' nor the 'in' form "
                    f"(docs/THEORY.md §5a) repels any positive: the loss treats some positives as negatives (a view "
                    f"left out of the positive mask, an index off by one?) (declared: {adapter.describe()})")

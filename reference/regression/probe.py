@@ -129,7 +129,8 @@ def flow_from_point_gradients(grads: torch.Tensor, z: torch.Tensor, adapter: Los
     dL/dz_i; zero rows for detached points), and the share of the live points' gradient the fit leaves unexplained."""
     n = z.shape[0]
     others = all_but_one(n)
-    basis = pair_gradients(z.double(), adapter, unit_points)[torch.arange(n)[:, None], others].transpose(1, 2)   # (n, D, n-1)
+    basis = pair_gradients(z.double(), adapter, unit_points)[torch.arange(n)[:, None], others]
+    basis = basis.transpose(1, 2)                                                                   # (n, D, n-1)
     g = grads.double().reshape(-1, n, z.shape[1]).permute(1, 2, 0)                                  # (n, D, K)
     solution = torch.linalg.lstsq(basis, g).solution                                                # (n, n-1, K)
     unexplained = (g - basis @ solution)[live].norm(dim=1)

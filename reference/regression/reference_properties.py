@@ -101,17 +101,28 @@ def _factor(got: torch.Tensor, want: torch.Tensor) -> float:
     return float((got * want).sum() / (want * want).sum())
 
 
-def _at_shapes(adapter: LossAdapter, probe: Probe) -> list[tuple[Variant, Verdict, float]]:
-    """The value against scale x reference at every shape variant (module ``shapes``), with the factor found there."""
+def _at_shapes(adapter: LossAdapter, probe: Probe, refused: list[str] | None = None
+               ) -> list[tuple[Variant, Verdict, float]]:
+    """The value against scale x reference at every shape variant (module ``shapes``), with the factor found there;
+    a variant the loss cannot be called at (it raises) is left out and named in ``refused``."""
     found = []
     for variant in variants(adapter, probe):
-        got = variant.adapter.evaluate(variant.z, variant.layout)
+        try:
+            got = variant.adapter.evaluate(variant.z, variant.layout)
+        except Exception as err:   # e.g. a loss built for its declared number of views: that shape is not its own
+            if refused is not None:
+                refused.append(f"{variant.shape}: {type(err).__name__}: {err}")
+            continue
         at = variant.z if variant.same_distances_as is None else variant.same_distances_as   # the cheaper twin
         want = reference_loss(variant.adapter, variant.layout, at)
         v = compare(got, (adapter.scale or 1.0) * want, kind="exact",
                     what=f"loss value vs reference {_what(adapter)} at {variant.shape}")
         found.append((variant, v, _factor(got, want)))
     return found
+
+
+def _at_probe(probe: Probe) -> str:
+    return f"the probe (width {probe.dim}, {counts_text(probe.layout)})"
 
 
 def _dependency(c: float, shapes: list[tuple[Variant, Verdict, float]], shape: str) -> str:
@@ -133,7 +144,7 @@ def _with_hint(v: Verdict, adapter: LossAdapter, probe: Probe, hint: str) -> Ver
         return v
     c = _constant_factor(adapter, probe)
     if c is not None:
-        moved = _dependency(c, _at_shapes(adapter, probe), f"the probe (width {probe.dim}, {counts_text(probe.layout)})")
+        moved = _dependency(c, _at_shapes(adapter, probe), _at_probe(probe))
         hint = moved or (f"; it matches {NAMES[adapter.reference]} x {c:.6g} in value and in every pair weight: a "
                          f"constant factor (docs/THEORY.md §5a). If it is deliberate, declare scale={c:.6g}")
     return Verdict(False, v.measured, v.tolerance, v.message + hint)
@@ -153,13 +164,16 @@ def reference_value(adapter: LossAdapter, probe: Probe) -> Verdict:
                                              "or a masking bug changes the value")
     if probe.layout.n_samples != batch_sizes(adapter)[0]:
         return v           # the shape variants run at the default batch size; the batch sizes vary on their own
-    shapes = _at_shapes(adapter, probe)
+    refused: list[str] = []
+    shapes = _at_shapes(adapter, probe, refused)
     failed = [(variant, w) for variant, w, _ in shapes if not w.ok]
     if not failed:
-        return Verdict(True, v.measured, v.tolerance, v.message + f"; it holds at {len(shapes)} other shapes too ("
-                       + "; ".join(variant.shape for variant, _, _ in shapes) + ")" if shapes else v.message)
+        held = (f"; it holds at {len(shapes)} other shapes too (" + "; ".join(variant.shape for variant, _, _ in shapes)
+                + ")" if shapes else "")
+        held += f"; the loss cannot be called at {'; '.join(refused)}, so those shapes were not tried" if refused else ""
+        return Verdict(True, v.measured, v.tolerance, v.message + held)
     variant, w = failed[0]
-    moved = _dependency(_factor(got, want), shapes, f"the probe (width {probe.dim}, {counts_text(probe.layout)})")
+    moved = _dependency(_factor(got, want), shapes, _at_probe(probe))
     return Verdict(False, w.measured, w.tolerance, f"it holds at the probe but not at {variant.shape}: {w.message}"
                    + (moved or f"; the loss depends on {variant.dependency}"))
 

@@ -47,7 +47,8 @@ class Variant:
 
 
 def widened(z: torch.Tensor, width: int, seed: int) -> torch.Tensor:
-    """The points embedded isometrically in ``width >= z.shape[1]`` dimensions (as zero columns and a rotation would)."""
+    """The points embedded isometrically in ``width >= z.shape[1]`` dimensions (as zero columns and a rotation
+    would)."""
     g = make_generator(derive_seed(seed, f"widen to {width}"))
     basis, _ = torch.linalg.qr(torch.randn(width, z.shape[1], generator=g, dtype=z.dtype))   # orthonormal columns
     return z @ basis.T
@@ -87,13 +88,15 @@ def variants(adapter: LossAdapter, probe: Probe) -> list[Variant]:
     if adapter.positives_per_anchor > 1 and adapter.form in ("indexes", "views_labels"):
         ragged = unequal_classes_layout(adapter.form, layout.n_samples, layout.n_views, adapter.symmetric,
                                         adapter.gradient_to)
-        found.append(Variant(POSITIVES, f"classes of unequal sizes ({counts_text(ragged)}; the probe: {counts_text(layout)})",
+        found.append(Variant(POSITIVES, f"classes of unequal sizes ({counts_text(ragged)}; the probe: "
+                                        f"{counts_text(layout)})",
                              probe_for(adapter, ragged, derive_seed(probe.seed, "unequal classes")).points(), ragged,
                              adapter))
     if adapter.positives_per_anchor > 1 and adapter.form in ("views", "views_labels"):
         more = dataclasses.replace(adapter, n_views=adapter.n_views + 1)
         extra = more.layout(layout.n_samples)
-        found.append(Variant(POSITIVES, f"{more.n_views} views ({counts_text(extra)}; the probe: {counts_text(layout)})",
+        found.append(Variant(POSITIVES, f"{more.n_views} views ({counts_text(extra)}; the probe: "
+                                        f"{counts_text(layout)})",
                              probe_for(more, extra, derive_seed(probe.seed, "one view more")).points(), extra, more))
     return found
 
