@@ -389,6 +389,15 @@ def test_a_factor_that_scales_with_the_embedding_width_is_named(seed, repro):
         f"{result.summary()}; {repro()}"
 
 
+def test_a_factor_that_changes_with_the_batch_size_is_named(seed, repro):
+    """6/N x NT-Xent equals NT-Xent at the default batch (N = 6) only; the other sizes name the batch size."""
+    subject = regression.LossSubject("per-batch", lambda: regression.LossAdapter(
+        lambda z0, z1: nt_xent_unit(z0, z1) * 6 / len(z0), unit_inputs=True, reference="infonce", temperature=TAU))
+    result = regression.check_loss(subject, "reference_value", seed)
+    assert result.status == "fail" and "the factor changes with the batch size" in result.message, \
+        f"{result.summary()}; {repro()}"
+
+
 def supcon_off_by_one(z, labels, tau=TAU):
     """SupCon ("out" form) dividing each anchor's sum by |P| + 1: with equal classes a constant factor."""
     rows, same = views_to_rows(z), (labels[:, None] == labels[None, :]).repeat(z.shape[1], z.shape[1])

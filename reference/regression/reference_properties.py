@@ -16,7 +16,7 @@ from dualnet_ssl.losses import infonce_weights, pair_distance
 from dualnet_ssl.regression.batches import batch_sizes
 from dualnet_ssl.regression.declarations import Layout, LossAdapter, anchor_distances, anchor_weight, reduce_anchors
 from dualnet_ssl.regression.probe import Probe, assemble_pair_weights, recover_weights
-from dualnet_ssl.regression.shapes import WIDTH, Variant, counts_text, variants
+from dualnet_ssl.regression.shapes import BATCH, POSITIVES, WIDTH, Variant, counts_text, other_batches, variants
 from dualnet_ssl.regression.verdicts import Verdict, compare
 
 NAMES = {"infonce": "NT-Xent/InfoNCE (L_nce/tau)", "supcon_out": "SupCon, 'out' form",
@@ -101,12 +101,13 @@ def _factor(got: torch.Tensor, want: torch.Tensor) -> float:
     return float((got * want).sum() / (want * want).sum())
 
 
-def _at_shapes(adapter: LossAdapter, probe: Probe, refused: list[str] | None = None
+def _at_shapes(adapter: LossAdapter, probe: Probe, refused: list[str] | None = None, batches: bool = False
                ) -> list[tuple[Variant, Verdict, float]]:
     """The value against scale x reference at every shape variant (module ``shapes``), with the factor found there;
-    a variant the loss cannot be called at (it raises) is left out and named in ``refused``."""
+    a variant the loss cannot be called at (it raises) is left out and named in ``refused``; with ``batches``, the
+    probe's other batch sizes too."""
     found = []
-    for variant in variants(adapter, probe):
+    for variant in variants(adapter, probe) + (other_batches(adapter, probe) if batches else []):
         try:
             got = variant.adapter.evaluate(variant.z, variant.layout)
         except Exception as err:   # e.g. a loss built for its declared number of views: that shape is not its own
@@ -122,7 +123,12 @@ def _at_shapes(adapter: LossAdapter, probe: Probe, refused: list[str] | None = N
 
 
 def _at_probe(probe: Probe) -> str:
-    return f"the probe (width {probe.dim}, {counts_text(probe.layout)})"
+    return f"the probe (N={probe.layout.n_samples}, width {probe.dim}, {counts_text(probe.layout)})"
+
+
+CAUSES = {WIDTH: "a division by the embedding width, a mean over the feature axis?",
+          POSITIVES: "a positive count off by one, a mean over a fixed number of positives?",
+          BATCH: "a division by a fixed or wrong count of anchors or pairs, a sum where a mean is meant?"}
 
 
 def _dependency(c: float, shapes: list[tuple[Variant, Verdict, float]], shape: str) -> str:
@@ -135,8 +141,7 @@ def _dependency(c: float, shapes: list[tuple[Variant, Verdict, float]], shape: s
     figures = ", ".join(f"{f:.6g} at {w.shape}" for w, f in moved if w.dependency == variant.dependency)
     verb = "scales" if variant.dependency == WIDTH else "changes"
     return (f"; the factor {verb} with {variant.dependency}: loss / reference = {c:.6g} at {shape}, {figures}; no "
-            "constant scale fits, so the loss is wrong at real shapes (a division by the embedding width, a mean over "
-            "the feature axis, a positive count off by one?)")
+            f"constant scale fits, so the loss is wrong at real shapes ({CAUSES[variant.dependency]})")
 
 
 def _with_hint(v: Verdict, adapter: LossAdapter, probe: Probe, hint: str) -> Verdict:
@@ -144,7 +149,7 @@ def _with_hint(v: Verdict, adapter: LossAdapter, probe: Probe, hint: str) -> Ver
         return v
     c = _constant_factor(adapter, probe)
     if c is not None:
-        moved = _dependency(c, _at_shapes(adapter, probe), _at_probe(probe))
+        moved = _dependency(c, _at_shapes(adapter, probe, batches=True), _at_probe(probe))
         hint = moved or (f"; it matches {NAMES[adapter.reference]} x {c:.6g} in value and in every pair weight: a "
                          f"constant factor (docs/THEORY.md §5a). If it is deliberate, declare scale={c:.6g}")
     return Verdict(False, v.measured, v.tolerance, v.message + hint)

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from dualnet_ssl.regression.batches import probes
 from dualnet_ssl.regression.declarations import Layout, LossAdapter
 from dualnet_ssl.regression.probe import Probe, probe_for
 from dualnet_ssl.regression.signatures import unequal_classes_layout
@@ -31,6 +32,7 @@ NARROWER = 4
 
 WIDTH = "the embedding width"
 POSITIVES = "the number of positives per anchor"
+BATCH = "the batch size"
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,12 @@ def variants(adapter: LossAdapter, probe: Probe) -> list[Variant]:
                                         f"{counts_text(layout)})",
                              probe_for(more, extra, derive_seed(probe.seed, "one view more")).points(), extra, more))
     return found
+
+
+def other_batches(adapter: LossAdapter, probe: Probe) -> list[Variant]:
+    """The probe's other batch sizes (``batches.BATCH_SIZES``) as variants, to tell a factor that follows N."""
+    return [Variant(BATCH, f"N={p.layout.n_samples} ({p.layout.n_points} points)", p.points(), p.layout, adapter)
+            for p in probes(adapter, probe.seed) if p.layout.n_points != probe.layout.n_points]
 
 
 EQUIDISTANT_COS = 0.5
