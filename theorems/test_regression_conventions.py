@@ -3,6 +3,11 @@
 Every convention has a correct loss, written here from its definition, that passes every property once declared,
 and a buggy twin with the same declaration that fails the property named. A stop-gradient on the wrong side is
 such a bug.
+
+Issue 18: the worked declarations of docs/REGRESSION.md run verbatim (read from the file) on examples/conventions.py;
+per-input normalisation (MoCo's queue arrives unit) and a stop-gradient the loss itself owes are checked and named;
+a factor that follows the width, the batch size or the positive count, and a positive repelled in a three-view layout
+without a reference, are caught, while a correct SupCon with unequal class sizes raises no alarm.
 """
 import dataclasses
 import shlex

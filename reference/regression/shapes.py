@@ -1,14 +1,17 @@
 """Shapes that vary independently of the probe's own: a declared ``scale`` must hold at every one of them.
 
 The probe's embedding width equals its number of points, and its classes are all of one size, so a factor that
-depends on the width or on the number of positives per anchor looks constant there (docs/REGRESSION.md, "Probe
-geometry"). ``variants`` gives the probe's points at other shapes, each with the dependency it would expose:
+depends on the width or on the number of positives per anchor looks constant there (docs/REGRESSION.md, "Shapes
+the probe varies"). ``variants`` gives the probe's points at other shapes, each with the dependency it would expose:
 
 - the same points embedded isometrically in a much wider space (as if padded with zero columns and rotated);
 - the points projected onto a narrower space (fewer dimensions than points; unit rows again on the sphere);
 - for the forms that pass labels (``indexes``, ``views_labels``) with several positives, classes of unequal sizes,
   so anchors have unequal positive counts; for the forms whose views are an axis (``views``, ``views_labels``), one
   view more than declared.
+
+``other_batches`` adds the probe's other batch sizes, and ``equidistant_positives`` gives points where no form of
+several positives repels a positive (docs/THEORY.md §5a).
 """
 from __future__ import annotations
 
