@@ -101,9 +101,10 @@ def positive_total_signs(adapter: LossAdapter, probe: Probe) -> Verdict | None:
     else:
         totals, scope = torch.triu(weights * (roles == 1), diagonal=1).sum().reshape(1), "the batch's positive total"
     repelled = int(((roles == 1) & (weights < -noise)).sum()) // 2
-    message = (f"'out' form, {adapter.positives_per_anchor} positives per anchor (docs/THEORY.md §5a): {scope} >= 0 "
-               f"(smallest {float(totals.min()):.3e}) and every negative weight < 0; {repelled} positive pairs "
-               "repelled, which the 'out' form allows")
+    def message(relation: str) -> str:
+        return (f"'out' form, {adapter.positives_per_anchor} positives per anchor (docs/THEORY.md §5a): {scope} "
+                f"{relation} 0 (smallest {float(totals.min()):.3e}) and every negative weight < 0; {repelled} positive "
+                "pairs repelled, which the 'out' form allows")
     if bool(wrong_neg.any()):
         i, j = (int(k) for k in torch.nonzero(wrong_neg)[0])
         return Verdict(False, float(weights[wrong_neg].max()) / peak, tol,
@@ -111,10 +112,10 @@ def positive_total_signs(adapter: LossAdapter, probe: Probe) -> Verdict | None:
                        f"dL/dr = {float(weights[i, j]):.3e} > 0 (Theorem 2: < 0 on negatives); check the labels' "
                        f"mask (declared: {adapter.describe()})")
     if float(totals.min()) < -noise:
-        return Verdict(False, -float(totals.min()) / peak, tol, message.replace(">= 0 (smallest", "< 0 (smallest", 1)
+        return Verdict(False, -float(totals.min()) / peak, tol, message("<")
                        + "; the positives are pushed apart overall: a sign error, or positives taken from the "
                          "wrong mask")
-    return _no_repelled_positive_when_equidistant(adapter, probe, message)
+    return _no_repelled_positive_when_equidistant(adapter, probe, message(">="))
 
 
 def _no_repelled_positive_when_equidistant(adapter: LossAdapter, probe: Probe, message: str) -> Verdict:

@@ -37,7 +37,7 @@ def tight(adapter: LossAdapter, probe: Probe) -> Probe:
     """The probe's points pulled together: every distance TIGHT_SCALE times the probe's (cosines near 1 on unit
     rows), so every hinge or margin term is active."""
     g, s2 = probe.gram, TIGHT_SCALE ** 2
-    if getattr(adapter, "on_unit_rows", adapter.normalises):
+    if adapter.on_unit_rows:
         g = 1.0 + s2 * g                                    # a common direction plus the probe's structure
         d = torch.diagonal(g).sqrt()
         g = g / (d[:, None] * d[None, :])

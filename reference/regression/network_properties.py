@@ -19,7 +19,7 @@ from dualnet_ssl.regression.probe import PROBE_SAMPLES, Probe, fitting_layout, r
 from dualnet_ssl.regression.twin import TWIN_DESCRIPTION, bias_free_twin, class_distance, distance_summary
 from dualnet_ssl.regression.verdicts import Verdict, compare, run_check
 from dualnet_ssl.results import CheckResult
-from dualnet_ssl.seeding import make_generator
+from dualnet_ssl.seeding import derive_seed, make_generator
 
 
 THEOREM3_SIGMA = 0.3
@@ -65,17 +65,22 @@ def _inputs(net_adapter: NetAdapter, n: int, seed: int) -> torch.Tensor:
     return torch.randn(n, *net_adapter.input_shape, generator=make_generator(seed), dtype=torch.float64).to(dtype)
 
 
+def _class_inputs(net_adapter: NetAdapter, seed: int) -> torch.Tensor:
+    """The inputs on which membership of the theorems' class, and the distance from it, are measured."""
+    return _inputs(net_adapter, 2 * PAIRS_THEOREM1, derive_seed(seed, "class inputs"))
+
+
 def _in_class(net_adapter: NetAdapter, seed: int) -> None:
     if not any(True for _ in net_adapter.net.parameters()):
         raise NotApplicable("the network has no parameters")
-    check_theorem_class(net_adapter.net, _inputs(net_adapter, 2 * PAIRS_THEOREM1, seed + 4))
+    check_theorem_class(net_adapter.net, _class_inputs(net_adapter, seed))
 
 
 def _theorem_class(net_adapter: NetAdapter, seed: int) -> Verdict:
     try:
         _in_class(net_adapter, seed)
     except NotApplicable as err:
-        distance = class_distance(net_adapter.net, _inputs(net_adapter, 2 * PAIRS_THEOREM1, seed + 4))
+        distance = class_distance(net_adapter.net, _class_inputs(net_adapter, seed))
         raise NotApplicable(f"{err}. Distance from the class: {distance_summary(distance)}. The property "
                             f"bias_free_twin checks the theorems on {TWIN_DESCRIPTION}") from None
     return Verdict(True, None, None, f"in the theorems' class: no biases or normalisation, and the output is "
@@ -126,7 +131,7 @@ def _twin(net_adapter: NetAdapter, seed: int) -> tuple[NetAdapter, str]:
     except NotApplicable as err:
         raise NotApplicable(f"the network is outside the theorems' class ({reason}), and so is {TWIN_DESCRIPTION}: "
                             f"{err}") from None
-    distance = class_distance(net_adapter.net, _inputs(net_adapter, 2 * PAIRS_THEOREM1, seed + 4))
+    distance = class_distance(net_adapter.net, _class_inputs(net_adapter, seed))
     return twin, (f"checked on {TWIN_DESCRIPTION}, since the network is outside the class ({reason}); the real "
                   f"network: {distance_summary(distance)}. ")
 
@@ -159,7 +164,7 @@ from a momentum encoder: the two-network form of docs/THEORY.md §3 is then chec
 
 def _momentum_twin(net: nn.Module, seed: int) -> nn.Module:
     twin = copy.deepcopy(net)
-    g = make_generator(seed + 5)
+    g = make_generator(derive_seed(seed, "momentum twin"))
     with torch.no_grad():
         for p in twin.parameters():
             p.add_(MOMENTUM_OFFSET * p.abs().mean() * torch.randn(p.shape, generator=g, dtype=torch.float64
