@@ -21,7 +21,7 @@ from dualnet_ssl import regression
 from dualnet_ssl.errors import BadInput
 from dualnet_ssl.regression.reference_properties import reference_value
 from dualnet_ssl.seeding import derive_seed
-from dualnet_ssl.regression.network_properties import check_network
+from dualnet_ssl.regression.properties import check_network
 
 
 def _ce_first(logits):

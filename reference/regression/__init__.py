@@ -1,7 +1,8 @@
 """Regression-check mode: the theory's properties, probed on a user's loss and network (docs/REGRESSION.md).
 
 Modules, in the direction data flows:
-``declarations`` (what a loss takes and which pairs it weighs) -> ``loading`` (``pkg.mod:factory`` specs)
+``properties`` (the registry: one record per property, the only list of them); ``declarations`` (what a
+loss takes and which pairs it weighs) -> ``loading`` (``pkg.mod:factory`` specs)
 -> ``probe`` (points from a Gram matrix; pair weights by autograd) -> ``loss_properties`` and
 ``network_properties`` (one ``CheckResult`` per property, via ``verdicts``; ``batches`` runs them at every
 probe batch size, ``precision`` holds float32 to float64, ``declared`` checks the declaration against the
@@ -14,19 +15,18 @@ from dualnet_ssl.regression.batches import batch_sizes, first_call
 from dualnet_ssl.regression.declarations import (DECLARATION_FIELDS, Layout, LossAdapter, NetAdapter,
                                                  anchor_distances, anchor_weight, per_anchor, two_view)
 from dualnet_ssl.regression.loading import LossSubject, NetSubject, builtin_loss, load_loss, load_net
-from dualnet_ssl.regression.loss_properties import LOSS_PROPERTIES, check_loss
 from dualnet_ssl.regression.precision import TAU_GRID, check_float32
-from dualnet_ssl.regression.network_properties import (COVARIANCE_PROPERTY, NET_PROPERTIES, check_covariance_form,
-                                                       check_network)
+from dualnet_ssl.regression.network_properties import COVARIANCE_PROPERTY, check_covariance_form
 from dualnet_ssl.regression.peers import (LIGHTLY_HINT, PEERS_HINT, info_nce, lightly_ntxent, pml_ntxent,
                                           pml_triplet)
+from dualnet_ssl.regression.properties import LOSS_PROPERTIES, NET_PROPERTIES, REGISTRY, check_loss, check_network
 from dualnet_ssl.regression.probe import (assemble_pair_weights, flow_from_point_gradients, make_probe,
                                           pair_weights_from_gram_gradient, recover_weights)
 from dualnet_ssl.regression.signatures import FORMS
 from dualnet_ssl.regression.twin import bias_free_twin, class_distance
 
 __all__ = [
-    "TAU_GRID", "batch_sizes", "check_float32", "first_call",
+    "TAU_GRID", "REGISTRY", "batch_sizes", "check_float32", "first_call",
     "COVARIANCE_PROPERTY", "DECLARATION_FIELDS", "FORMS", "bias_free_twin", "class_distance", "conventions",
     "flow_from_point_gradients", "signatures", "twin", "LIGHTLY_HINT", "LOSS_PROPERTIES", "Layout", "LossAdapter",
     "LossSubject", "NET_PROPERTIES", "NetAdapter", "NetSubject", "PEERS_HINT", "anchor_distances", "anchor_weight",

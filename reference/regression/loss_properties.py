@@ -1,28 +1,19 @@
-"""The properties the theory needs of a loss, probed as a black box (docs/REGRESSION.md, "The properties")."""
+"""The properties the theory needs of a loss, probed as a black box (docs/REGRESSION.md, "The properties"); each
+is a check ``(adapter, probe) -> Verdict`` registered in ``properties.REGISTRY``."""
 from __future__ import annotations
 
 import torch
 
-from dualnet_ssl.regression.batches import batch_sizes, over_batches
-from dualnet_ssl.regression.conventions import gradient_routing, positive_total_signs, symmetry_not_applicable
+from dualnet_ssl.regression.conventions import positive_total_signs, symmetry_not_applicable
 from dualnet_ssl.regression.declarations import LossAdapter
-from dualnet_ssl.regression.declared import anchor_rows, declared_pairs, noise_floor, not_decidable
-from dualnet_ssl.regression.loading import LossSubject
-from dualnet_ssl.regression.precision import check_float32
-from dualnet_ssl.regression.probe import Probe, make_probe, recover_weights
+from dualnet_ssl.regression.declared import anchor_rows, noise_floor, not_decidable
+from dualnet_ssl.regression.probe import Probe, recover_weights
 from dualnet_ssl.regression.shapes import WIDER, widened
 from dualnet_ssl.regression.signatures import INPUTS
-from dualnet_ssl.regression.reference_properties import reference_value, reference_weights
-from dualnet_ssl.regression.verdicts import Verdict, compare, require_finite, run_check, working_dtype
-from dualnet_ssl.errors import BadInput, NotApplicable
-from dualnet_ssl.results import CheckResult
+from dualnet_ssl.regression.verdicts import Verdict, compare, require_finite, working_dtype
+from dualnet_ssl.errors import NotApplicable
 from dualnet_ssl.seeding import derive_seed, make_generator
 from dualnet_ssl.tolerances import Tolerance, tolerance
-
-
-LOSS_PROPERTIES = ("rotation_invariance", "pairwise_structure", "gradient_symmetry", "gradient_routing",
-                   "balance_total", "balance_per_anchor", "weight_signs", "undeclared_pairs", "declared_pairs",
-                   "reference_value", "reference_weights", "stability_float32")
 
 
 def _require_gradient(weights: torch.Tensor) -> None:
@@ -31,7 +22,7 @@ def _require_gradient(weights: torch.Tensor) -> None:
                             "so there is nothing to weigh; rerun with another seed")
 
 
-def _rotation_invariance(adapter: LossAdapter, probe: Probe) -> Verdict:
+def rotation_invariance(adapter: LossAdapter, probe: Probe) -> Verdict:
     """L(Z Q) = L(Z) for a random rotation Q; and, unless the loss declares its ``dim``, the same points embedded
     isometrically in WIDER times as many dimensions (module ``shapes``): a function of pairwise similarities sees
     no difference, a factor that depends on the embedding width does."""
@@ -57,7 +48,7 @@ def _rotation_invariance(adapter: LossAdapter, probe: Probe) -> Verdict:
                    f"width (a division by D, a mean over the feature axis?)")
 
 
-def _pairwise_structure(adapter: LossAdapter, probe: Probe) -> Verdict:
+def pairwise_structure(adapter: LossAdapter, probe: Probe) -> Verdict:
     if adapter.on_unit_rows and not adapter.normalised_inputs:
         raise NotApplicable("declared unit_inputs=True: the loss is defined on unit rows only, so neither rescaling "
                             "a row nor translating the points is a move it must ignore; rotation_invariance still "
@@ -96,7 +87,7 @@ def _pairwise_structure(adapter: LossAdapter, probe: Probe) -> Verdict:
     return Verdict(False, v.measured, v.tolerance, v.message + hint)
 
 
-def _gradient_symmetry(adapter: LossAdapter, probe: Probe) -> Verdict:
+def gradient_symmetry(adapter: LossAdapter, probe: Probe) -> Verdict:
     if symmetry_not_applicable(adapter, probe):
         raise NotApplicable(symmetry_not_applicable(adapter, probe))
     z = probe.points().requires_grad_(True)
@@ -136,7 +127,7 @@ def _imbalance_hint(weights: torch.Tensor, probe: Probe, pos: float, neg: float,
             "scaled down or detached, per-anchor weights that do not cancel, or a non-linear function of r")
 
 
-def _balance_total(adapter: LossAdapter, probe: Probe) -> Verdict:
+def balance_total(adapter: LossAdapter, probe: Probe) -> Verdict:
     found = recover_weights(adapter, probe)
     require_finite("the loss's value or pair weights", found.value, found.pairs)
     weights = found.pairs
@@ -167,7 +158,7 @@ def _per_anchor_verdict(sums: list[tuple[float, float]], anchors, tol: Tolerance
     return Verdict(ok, rel[worst], tol, message)
 
 
-def _balance_per_anchor(adapter: LossAdapter, probe: Probe) -> Verdict:
+def balance_per_anchor(adapter: LossAdapter, probe: Probe) -> Verdict:
     if adapter.reduction == "none":
         found = recover_weights(adapter, probe, per_anchor=True)
         require_finite("the loss's per-anchor values or weights", found.value, found.per_anchor)
@@ -177,7 +168,7 @@ def _balance_per_anchor(adapter: LossAdapter, probe: Probe) -> Verdict:
                                    "from the per-anchor values (reduction='none')")
     rows = anchor_rows(adapter, probe)
     if rows is None:
-        total = _balance_total(adapter, probe)
+        total = balance_total(adapter, probe)
         raise not_decidable(adapter, total.ok, f"relative imbalance {total.measured:.3e} over all pairs")
     sums, scales = rows
     _require_gradient(scales)
@@ -197,7 +188,7 @@ def _weights_and_roles(adapter: LossAdapter, probe: Probe):
     return found.pairs, noise_floor(found.value, found.pairs), tol, probe.layout.roles()
 
 
-def _weight_signs(adapter: LossAdapter, probe: Probe) -> Verdict:
+def weight_signs(adapter: LossAdapter, probe: Probe) -> Verdict:
     out_form = positive_total_signs(adapter, probe)    # several positives, "out" form: docs/THEORY.md §5a
     if out_form is not None:
         return out_form
@@ -216,7 +207,7 @@ def _weight_signs(adapter: LossAdapter, probe: Probe) -> Verdict:
                    f"are the positives taken from the right diagonal? (declared: {adapter.describe()})" + note)
 
 
-def _undeclared_pairs(adapter: LossAdapter, probe: Probe) -> Verdict:
+def undeclared_pairs(adapter: LossAdapter, probe: Probe) -> Verdict:
     weights, noise, tol, roles = _weights_and_roles(adapter, probe)
     off = (roles == 0) & ~torch.eye(roles.shape[0], dtype=torch.bool)
     if not bool(off.any()):
@@ -228,33 +219,3 @@ def _undeclared_pairs(adapter: LossAdapter, probe: Probe) -> Verdict:
         message += (f"; the loss weighs pairs its declaration does not list: check the declaration "
                     f"({adapter.describe()}) or the loss's masking")
     return Verdict(worst <= noise, worst / float(weights.abs().max()), tol, message)
-
-
-_LOSS_CHECKS = {"rotation_invariance": _rotation_invariance, "pairwise_structure": _pairwise_structure,
-                "gradient_symmetry": _gradient_symmetry, "balance_total": _balance_total,
-                "balance_per_anchor": _balance_per_anchor, "weight_signs": _weight_signs,
-                "undeclared_pairs": _undeclared_pairs, "declared_pairs": declared_pairs,
-                "reference_value": reference_value,
-                "reference_weights": reference_weights, "gradient_routing": gradient_routing}
-
-
-DEFAULT_SIZE_ONLY = ("gradient_routing",)
-"""Probed at the default batch size alone: the routing declaration does not change with the batch size, and its
-least-squares fit grows as n^2 D (4 s at the 384 points of a paired per-anchor loss at N = 64); the balance,
-sign and reference properties cover the larger sizes."""
-
-
-def check_loss(subject: LossSubject, prop: str, seed: int) -> CheckResult:
-    """One loss property (see LOSS_PROPERTIES) of ``subject`` at ``seed``."""
-    if prop not in LOSS_PROPERTIES:
-        raise BadInput(f"unknown loss property {prop!r}; known: {LOSS_PROPERTIES}")
-
-    def body() -> Verdict:
-        if prop == "stability_float32":
-            return check_float32(subject, seed)
-        if prop in DEFAULT_SIZE_ONLY:
-            adapter = subject.build()
-            return _LOSS_CHECKS[prop](adapter, make_probe(adapter, seed, n_samples=batch_sizes(adapter)[0]))
-        return over_batches(_LOSS_CHECKS[prop], subject.build(), seed)
-
-    return run_check(prop, subject.name, seed, body)

@@ -9,7 +9,7 @@ from torch import nn
 
 from dualnet_ssl.connection import connection_times, connection_transpose_times
 from dualnet_ssl.distributions import gaussian_augmented
-from dualnet_ssl.errors import BadInput, NotApplicable
+from dualnet_ssl.errors import NotApplicable
 from dualnet_ssl.losses import pair_distance, simple
 from dualnet_ssl.networks import check_theorem_class, layer_names
 from dualnet_ssl.operators import laplacian, residue
@@ -28,9 +28,6 @@ THEOREM3_SIGMA = 0.3
 
 PAIRS_THEOREM1 = 3
 """Pairs summed in the Theorem 1 check."""
-
-
-NET_PROPERTIES = ("theorem_class", "theorem1_pair", "theorem3_operator", "bias_free_twin")
 
 
 COVARIANCE_PROPERTY = "covariance_form"
@@ -76,7 +73,7 @@ def _in_class(net_adapter: NetAdapter, seed: int) -> None:
     check_theorem_class(net_adapter.net, _class_inputs(net_adapter, seed))
 
 
-def _theorem_class(net_adapter: NetAdapter, seed: int) -> Verdict:
+def theorem_class(net_adapter: NetAdapter, seed: int) -> Verdict:
     try:
         _in_class(net_adapter, seed)
     except NotApplicable as err:
@@ -87,7 +84,7 @@ def _theorem_class(net_adapter: NetAdapter, seed: int) -> Verdict:
                                      f"positively homogeneous in each of {layer_names(net_adapter.net)} (docs/THEORY.md §1)")
 
 
-def _theorem1_pair(net_adapter: NetAdapter, seed: int) -> Verdict:
+def theorem1_pair(net_adapter: NetAdapter, seed: int) -> Verdict:
     _in_class(net_adapter, seed)
     net, p = net_adapter.net, PAIRS_THEOREM1
     x = _inputs(net_adapter, 2 * p, seed)
@@ -104,7 +101,7 @@ def _theorem1_pair(net_adapter: NetAdapter, seed: int) -> Verdict:
     return _worst_over_layers(net, per_layer)
 
 
-def _theorem3_operator(net_adapter: NetAdapter, seed: int) -> Verdict:
+def theorem3_operator(net_adapter: NetAdapter, seed: int) -> Verdict:
     _in_class(net_adapter, seed)
     net = net_adapter.net
     data = gaussian_augmented(3, 2, net_adapter.input_shape, THEOREM3_SIGMA, seed=seed,
@@ -136,25 +133,14 @@ def _twin(net_adapter: NetAdapter, seed: int) -> tuple[NetAdapter, str]:
                   f"network: {distance_summary(distance)}. ")
 
 
-def _bias_free_twin(net_adapter: NetAdapter, seed: int) -> Verdict:
+def twin_theorems(net_adapter: NetAdapter, seed: int) -> Verdict:
     twin, note = _twin(net_adapter, seed)
     if not note:
         raise NotApplicable("the network is in the theorems' class itself, so theorem1_pair and theorem3_operator "
                             "checked it directly; no twin is needed")
-    verdicts = [_theorem1_pair(twin, seed), _theorem3_operator(twin, seed)]
+    verdicts = [theorem1_pair(twin, seed), theorem3_operator(twin, seed)]
     worst = next((v for v in verdicts if not v.ok), max(verdicts, key=lambda v: v.measured))
     return Verdict(worst.ok, worst.measured, worst.tolerance, note + worst.message)
-
-
-_NET_CHECKS = {"theorem_class": _theorem_class, "theorem1_pair": _theorem1_pair,
-               "theorem3_operator": _theorem3_operator, "bias_free_twin": _bias_free_twin}
-
-
-def check_network(subject: NetSubject, prop: str, seed: int) -> CheckResult:
-    """One network property (see NET_PROPERTIES) of ``subject`` at ``seed``."""
-    if prop not in NET_PROPERTIES:
-        raise BadInput(f"unknown network property {prop!r}; known: {NET_PROPERTIES}")
-    return run_check(prop, subject.name, seed, lambda: _NET_CHECKS[prop](subject.build(), seed), network=subject.name)
 
 
 MOMENTUM_OFFSET = 0.1

@@ -253,10 +253,6 @@ def implicit_term_share(model: nn.Module, loss_of_model: Callable[[], torch.Tens
 
 # ---------------------------------------------------------------- the --ssl-loss hook
 
-PROPERTIES = {"stop_gradient": check_stop_gradient, "reference_value_and_gradient": check_reference,
-              "float32_accuracy": check_float32}
-
-
 def load_noncontrastive(spec: str, kwargs: str | None = None) -> NonContrastiveLoss | None:
     """``--ssl-loss SPEC``: the factory's declaration when it returns a ``NonContrastiveLoss``, else None (then the
     contrastive loader takes it)."""
@@ -268,10 +264,3 @@ def load_noncontrastive(spec: str, kwargs: str | None = None) -> NonContrastiveL
         _call(made, preds, targets)
     return made if made.name else NonContrastiveLoss(made.fn, made.form, made.reference, made.scale,
                                                      made.detaches_target, made.dim, spec)
-
-
-def plugin_checks(decl: NonContrastiveLoss) -> list[tuple[str, str, Callable[[int], CheckResult]]]:
-    """(group, property, check(seed)) per property and batch size, for the plugin's items."""
-    slug = "".join(c if c.isalnum() or c in "._" else "-" for c in decl.label).strip("-")
-    return [(f"loss[{slug}]-batch{batch}", prop, lambda seed, f=check, b=batch: f(decl, b, seed))
-            for batch in BATCH_SIZES for prop, check in PROPERTIES.items()]

@@ -9,7 +9,6 @@ repository checks the loss and nothing else. The JSON report is assembled in ``r
 from __future__ import annotations
 
 import dataclasses
-import re
 import shlex
 import sys
 
@@ -17,22 +16,19 @@ import pytest
 
 from dualnet_ssl.errors import BadInput
 from dualnet_ssl.pytest_plugin import OPTIONS, REPORT_OPTION, active
-from dualnet_ssl.regression.builtin import reference_mlp
-from dualnet_ssl.regression.distributed import DISTRIBUTED_PROPERTY, check_distributed, declared_world_sizes
-from dualnet_ssl.regression.loading import NetSubject, load_loss, load_net
-from dualnet_ssl.regression.noncontrastive import load_noncontrastive, plugin_checks
-from dualnet_ssl.regression.loss_properties import LOSS_PROPERTIES, check_loss
-from dualnet_ssl.regression.network_properties import (COVARIANCE_PROPERTY, NET_PROPERTIES, check_covariance_form,
-                                                       check_network)
+from dualnet_ssl.regression.distributed import declared_world_sizes
+from dualnet_ssl.regression.loading import load_loss, load_net
+from dualnet_ssl.regression.noncontrastive import load_noncontrastive
+from dualnet_ssl.regression.properties import Subjects, checks_for
 from dualnet_ssl.regression.report import REPORT_FORMAT, summary, write_report  # noqa: F401 (REPORT_FORMAT: re-exported)
 from dualnet_ssl.results import CheckResult
 from dualnet_ssl.seeding import derive_seed
 
 _RECORDS = pytest.StashKey[list]()
-_SUBJECTS = pytest.StashKey[dict]()
+_SUBJECTS = pytest.StashKey[Subjects]()
 
 
-def _load_subjects(config) -> dict:
+def _load_subjects(config) -> Subjects:
     """The user's loss and network, loaded once; a bad spec is one usage error that names the cause."""
     opt = config.getoption
     here = str(config.invocation_params.dir)
@@ -55,7 +51,7 @@ def _load_subjects(config) -> dict:
         world_sizes = declared_world_sizes(loss, opt("--ssl-world-size")) if loss is not None else ()
     except BadInput as err:
         raise pytest.UsageError(f"regression-check mode: {err}") from None
-    return {"loss": loss, "net": net, "noncontrastive": noncontrastive, "world_sizes": world_sizes}
+    return Subjects(loss=loss, net=net, world_sizes=world_sizes, noncontrastive=noncontrastive)
 
 
 def pytest_configure(config):
@@ -75,10 +71,6 @@ def _cli(config) -> str:
         if value is not None and not (name == "--ssl-seeds" and value == 1):
             parts += [name, shlex.quote(str(value))]
     return " ".join(parts)
-
-
-def _slug(name: str) -> str:
-    return re.sub(r"[^\w.]+", "-", name).strip("-")
 
 
 class RegressionFailure(AssertionError):
@@ -134,23 +126,7 @@ class RegressionChecks(pytest.Collector):
 
 
 def _items(parent) -> list:
-    subjects = parent.config.stash[_SUBJECTS]
-    loss, net = subjects["loss"], subjects["net"]
-    checks = [] if subjects.get("noncontrastive") is None else plugin_checks(subjects["noncontrastive"])
-    if loss is not None:
-        checks += [(f"loss[{_slug(loss.name)}]", prop,
-                    lambda seed, p=prop: check_loss(loss, p, seed)) for prop in LOSS_PROPERTIES]
-    if net is not None:
-        checks += [(f"network[{_slug(net.name)}]", prop,
-                    lambda seed, p=prop: check_network(net, p, seed)) for prop in NET_PROPERTIES]
-    if loss is not None:
-        on = net or NetSubject(reference_mlp().name, reference_mlp)
-        checks.append((f"loss[{_slug(loss.name)}]-on[{_slug(on.name)}]", COVARIANCE_PROPERTY,
-                       lambda seed: check_covariance_form(loss, on, seed)))
-    if loss is not None:
-        checks += [(f"loss[{_slug(loss.name)}]", f"{DISTRIBUTED_PROPERTY}_W{w}",
-                    lambda seed, w=w: check_distributed(loss, w, seed))
-                   for w in subjects.get("world_sizes", ())]
+    checks = checks_for(parent.config.stash[_SUBJECTS])
     items = []
     for draw in range(parent.config.getoption("--ssl-seeds")):
         for group, prop, check in checks:
