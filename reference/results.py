@@ -26,7 +26,8 @@ class CheckResult:
     figure applies; ``tolerance`` / ``tolerance_reason``: what was allowed and why; ``where``: the
     worst place (layer, pair, index); ``seed``; ``message``: the explanation and hint, without the
     tolerance (``summary()`` states it once); ``subject`` / ``network``: what was checked;
-    ``reproduce``: a command that reruns it.
+    ``reproduce``: a command that reruns it; ``details``: optional structured extras, e.g. the float32 finding
+    of a regression property (smallest safe tau and cause), written as-is to the JSON report.
     """
 
     check: str
@@ -40,6 +41,7 @@ class CheckResult:
     subject: str = ""
     network: str | None = None
     reproduce: str = ""
+    details: dict | None = None   # optional structured extras (a regression float32 finding), strict-JSON values
 
     def __post_init__(self):
         if self.status not in STATUSES:
@@ -71,4 +73,4 @@ class CheckResult:
         return {"property": self.check, "subject": self.subject, "network": self.network, "status": self.status,
                 "measured": finite_or_none(self.measured), "tolerance": self.tolerance,
                 "tolerance_reason": self.tolerance_reason, "where": self.where, "seed": self.seed,
-                "message": self.message, "reproduce": self.reproduce}
+                "message": self.message, "reproduce": self.reproduce, "details": self.details}

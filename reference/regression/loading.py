@@ -71,6 +71,7 @@ class LossSubject:
     kwargs: dict = field(default_factory=dict)
     declares: dict | None = None
     batch_size: int | None = None
+    strict_float32: bool = False   # --ssl-strict-float32: a float32 finding below the declared tau fails
 
     def build(self, **overrides) -> LossAdapter:
         kwargs = {**self.kwargs, **overrides}
@@ -95,6 +96,8 @@ class LossSubject:
             raise BadInput(f"'{self.name}' returned {type(made).__name__}, expected a loss callable or a LossAdapter")
         if self.batch_size is not None:
             adapter = dataclasses.replace(adapter, batch_size=self.batch_size)
+        if self.strict_float32:
+            adapter = dataclasses.replace(adapter, strict_float32=True)
         return adapter if adapter.name else dataclasses.replace(adapter, name=self.name)
 
     def at_temperature(self, tau: float) -> LossAdapter | None:
@@ -106,14 +109,14 @@ class LossSubject:
         return dataclasses.replace(rebuilt, temperature=tau)
 
 def load_loss(spec: str, kwargs: str | None = None, declares: str | None = None,
-              batch_size: int | None = None) -> LossSubject:
+              batch_size: int | None = None, strict_float32: bool = False) -> LossSubject:
     """``--ssl-loss SPEC --ssl-loss-kwargs JSON --ssl-loss-declares JSON --ssl-batch N`` -> a checked
     ``LossSubject``: built and called once on the probe batch at every probe size, so that an unusable loss is
     one usage error with its cause rather than a failure in every check."""
     if batch_size is not None and not (isinstance(batch_size, int) and batch_size >= 2):
         raise BadInput(f"--ssl-batch must be an integer >= 2, got {batch_size!r}")
     subject = LossSubject(spec, load_object(spec), parse_json_object(kwargs, "--ssl-loss-kwargs") or {},
-                          parse_json_object(declares, "--ssl-loss-declares"), batch_size)
+                          parse_json_object(declares, "--ssl-loss-declares"), batch_size, bool(strict_float32))
     first_call(subject.build())
     return subject
 
