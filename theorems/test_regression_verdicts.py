@@ -8,6 +8,7 @@ float64 twin and the smallest accurate tau is reported.
 """
 import importlib.util
 import json
+import re
 
 import pytest
 import torch
@@ -279,6 +280,38 @@ def integer_value():
 
 def nan_loss():
     return declared(lambda z0, z1: nt_xent(z0, z1) * float("nan"))
+
+
+class Float32Buffer(torch.nn.Module):
+    """NT-Xent through a float32 projection buffer that does not follow its inputs' dtype."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("gain", torch.ones(1, dtype=torch.float32))
+
+    def forward(self, z0, z1):
+        projection = self.gain * torch.eye(z0.shape[1], dtype=self.gain.dtype)   # matmul does not promote dtypes
+        return nt_xent(z0 @ projection, z1 @ projection)
+
+
+def float32_only():
+    return declared(Float32Buffer())
+
+
+def float32_declared():
+    return two_view(Float32Buffer(), normalises=True, reference="infonce", temperature=0.5, dtype="float32")
+
+
+def capped(temperature=0.5):
+    """-log(p + tiny): accurate at tau = 0.5, saturating in float32 below 0.05."""
+    def loss(z0, z1):
+        z = F.normalize(torch.cat([z0, z1]), dim=1)
+        n = z0.shape[0]
+        logits = (z @ z.T / temperature).masked_fill(torch.eye(2 * n, dtype=torch.bool), float("-inf"))
+        share = logits.softmax(1)[torch.arange(2 * n), (torch.arange(2 * n) + n) % (2 * n)]
+        return -(share + torch.finfo(share.dtype).tiny).log().mean()
+    return two_view(loss, normalises=True, reference="infonce", temperature=temperature,
+                    temperature_kwarg="temperature")
 '''
 
 
@@ -300,8 +333,25 @@ def test_an_unusable_loss_is_one_usage_error(pytester, factory, says):
     text = result.stdout.str() + result.stderr.str()
     assert result.ret == pytest.ExitCode.USAGE_ERROR, text
     assert "INTERNALERROR" not in text and text.count(says) == 1, text
-    if factory == "fixed_batch":
-        assert "declare batch_size=N (or pass --ssl-batch N)" in text, text
+    batch_hint = "declare batch_size=N (or pass --ssl-batch N)"
+    assert (batch_hint in text) == (factory == "fixed_batch"), f"the batch-size hint fits shape errors only: {text}"
+
+
+def test_a_loss_accepting_one_dtype_is_one_usage_error_that_says_how_to_declare_it(pytester):
+    """Issue 18: a float32 buffer makes the float64 call fail; the one usage error says the suite calls the loss in
+    float32 and float64, that this one runs in float32 only, and how to declare it, with what is then not checked."""
+    result = _run(pytester, "--ssl-loss", "userloss:float32_only")
+    text = result.stdout.str() + result.stderr.str()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and text.count("usage error") <= 1, text
+    assert "runs in float32 but not in float64" in text and "dtype='float32'" in text, text
+    assert "batch_size" not in text and "stability_float32 is not applicable" in text, text
+
+
+def test_a_declared_dtype_is_respected_and_says_what_it_cannot_check(pytester):
+    result = _run(pytester, "--ssl-loss", "userloss:float32_declared", "-k", "balance_total or stability_float32",
+                  "-rs")
+    result.assert_outcomes(passed=1, skipped=1)
+    assert "declared dtype='float32'" in result.stdout.str(), result.stdout.str()
 
 
 def test_ssl_batch_fixes_the_size_for_a_loss_built_for_one(pytester, tmp_path):
@@ -312,6 +362,27 @@ def test_ssl_batch_fixes_the_size_for_a_loss_built_for_one(pytester, tmp_path):
     records = {r["property"]: r for r in _strict_json(report.read_text())["records"]}
     assert records["balance_total"]["where"] == "N=8 (16 points)", records["balance_total"]
     assert "--ssl-batch 8" in records["balance_total"]["reproduce"], records["balance_total"]
+
+
+def test_float32_finding_is_a_warning_and_a_report_entry_and_strict_fails(pytester, tmp_path):
+    """Issue 18: below the declared tau a finding is a pytest warning and the report's ``details``, the run passes;
+    --ssl-strict-float32 makes it a failure, and the reproduce line carries the flag."""
+    report = tmp_path / "report.json"
+    result = _run(pytester, "--ssl-loss", "userloss:capped", "--ssl-report", str(report), "-k", "stability_float32")
+    result.assert_outcomes(passed=1, warnings=1)
+    text = result.stdout.str()
+    assert "Float32Finding" in text and "accurate down to tau=" in text and "saturating cap" in text, text
+    data = _strict_json(report.read_text())
+    (record,) = data["records"]
+    assert record["details"]["finding"]["cause"] == "saturating_cap", record
+    assert data["property_summary"] == {"properties": 1, "pass": 1, "fail": 0, "not_applicable": 0,
+                                        "float32_findings": 1}, data["property_summary"]
+    strict = _run(pytester, "--ssl-loss", "userloss:capped", "--ssl-report", str(report), "--ssl-strict-float32",
+                  "-k", "stability_float32")
+    strict.assert_outcomes(failed=1)
+    (record,) = _strict_json(report.read_text())["records"]
+    assert record["status"] == "fail" and "--ssl-strict-float32" in record["reproduce"], record
+    assert "not failed" not in record["message"], record
 
 
 def test_report_is_strict_json_when_the_loss_returns_nan(pytester, tmp_path):
@@ -400,3 +471,37 @@ def one_way_simp(a, b):
     n = a.shape[0]
     off = ~torch.eye(n, dtype=torch.bool)
     return (r.diagonal() - (r * off).sum(1) / (n - 1)).mean()
+
+
+# ---- hints where the user looks (issue 18) -----------------------------------------------------------------
+
+def moco_detaching(q, k, queue, tau=0.2):
+    """MoCo's InfoNCE that detaches its keys and queue itself: correct when declared gradient_to='anchors'."""
+    q, k, queue = F.normalize(q, dim=1), F.normalize(k.detach(), dim=1), F.normalize(queue.detach(), dim=1)
+    logits = torch.cat([(q * k).sum(1, keepdim=True), q @ queue.T], 1) / tau
+    return F.cross_entropy(logits, torch.zeros(q.shape[0], dtype=torch.long))
+
+
+def test_an_undeclared_stop_gradient_is_named_in_every_failing_record(seed):
+    """The MoCo stop-gradient left undeclared: each failing property says so and names gradient_to and
+    detached_negatives; the balance breakdown printed adds up; declared, nothing fails and no hint is added."""
+    common = dict(form="queue", normalises=True, reference="infonce", temperature=0.2)
+    undeclared = _subject(moco_detaching, regression.LossAdapter, **common)
+    results = {p: regression.check_loss(undeclared, p, seed) for p in regression.LOSS_PROPERTIES}
+    failed = {p: r.message for p, r in results.items() if r.status == "fail"}
+    assert "balance_total" in failed, results["balance_total"].summary()
+    unnamed = {p: m for p, m in failed.items() if "gradient_to='anchors'" not in m or "detached_negatives" not in m}
+    assert not unnamed, f"failing records without the routing hint: {unnamed}"
+    parts = [float(x) for x in re.findall(r"(?:= |positives |negatives |pairs )(-?\d\.\d+e[+-]\d+)",
+                                         results["balance_total"].message)[:4]]
+    assert len(parts) == 4 and abs(parts[0] - sum(parts[1:])) <= 1e-3 * abs(parts[0]), results["balance_total"].message
+    declared = _subject(moco_detaching, regression.LossAdapter, gradient_to="anchors", **common)
+    results = {p: regression.check_loss(declared, p, seed) for p in regression.LOSS_PROPERTIES}
+    assert not [r.summary() for r in results.values() if r.status == "fail"]
+
+
+def test_no_routing_hint_when_every_point_gets_gradient(seed):
+    """A failure with another cause (a wrong sign) carries no routing hint."""
+    attracted = _subject(lambda a, b: _simp(a, b) + 2.0 * ((a[0] - b[1]) ** 2).sum())
+    result = regression.check_loss(attracted, "weight_signs", seed)
+    assert result.status == "fail" and "gradient_to" not in result.message, result.summary()

@@ -63,6 +63,7 @@ class LossAdapter:
     dim: int | None = None
     temperatures: tuple[float, float] | None = None   # the (low, high) tau range the float32 verdict covers
     strict_float32: bool = False                      # a float32 finding below the declared tau fails
+    dtype: str | None = None                          # the one dtype the loss accepts: "float32" or "float64"
     name: str = ""
 
     def __post_init__(self):
@@ -88,6 +89,9 @@ class LossAdapter:
 
     def _check_float32_policy(self) -> None:
         """``temperatures=(low, high)``: 0 < low <= high, and a ``temperature_kwarg`` to rebuild the loss there."""
+        if self.dtype not in (None, "float32", "float64"):
+            raise BadInput(f"loss declaration: dtype={self.dtype!r} is not one of (None, 'float32', 'float64'): declare "
+                           "it only for a loss that accepts one dtype")
         if not isinstance(self.strict_float32, bool):
             raise BadInput(f"loss declaration: strict_float32 must be true or false, got {self.strict_float32!r}")
         if self.temperatures is None:

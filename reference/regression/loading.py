@@ -15,6 +15,7 @@ from torch import nn
 from dualnet_ssl.errors import BadInput
 from dualnet_ssl.regression.batches import first_call
 from dualnet_ssl.regression.declarations import DECLARATION_FIELDS, LossAdapter, NetAdapter
+from dualnet_ssl.regression.hints import in_declared_dtype
 
 def load_object(spec: str) -> Any:
     """``"pkg.mod:attr.sub"`` -> the object; ``BadInput`` that says what to fix when it cannot be found."""
@@ -98,6 +99,7 @@ class LossSubject:
             adapter = dataclasses.replace(adapter, batch_size=self.batch_size)
         if self.strict_float32:
             adapter = dataclasses.replace(adapter, strict_float32=True)
+        adapter = in_declared_dtype(adapter)   # a declared dtype: the loss is fed that dtype only
         return adapter if adapter.name else dataclasses.replace(adapter, name=self.name)
 
     def at_temperature(self, tau: float) -> LossAdapter | None:

@@ -33,6 +33,7 @@ from torch import nn
 from dualnet_ssl.errors import NotApplicable
 from dualnet_ssl.regression.batches import probes
 from dualnet_ssl.regression.declarations import LossAdapter
+from dualnet_ssl.regression.hints import NOT_CHECKED_IN
 from dualnet_ssl.regression.probe import Probe, make_probe, recover_weights
 from dualnet_ssl.regression.verdicts import Verdict
 from dualnet_ssl.seeding import derive_seed, make_generator
@@ -307,6 +308,9 @@ def check_float32(subject, seed: int) -> Verdict:
     every tau of a declared range ``temperatures``. Below them it is a finding (smallest safe tau and cause, in the
     verdict's ``details``), a failure only with ``strict_float32``."""
     adapter = subject.build()
+    if getattr(adapter, "dtype", None):
+        raise NotApplicable(f"declared dtype='{adapter.dtype}': the loss accepts one dtype only, so "
+                            f"{NOT_CHECKED_IN[adapter.dtype]}")
     declared = adapter.temperature
     sized = probes(adapter, seed)
     here = _at(adapter, sized[0], declared) + [_read(adapter, p, declared, f"probe points, N={p.layout.n_samples}")
