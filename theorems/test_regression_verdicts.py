@@ -7,6 +7,7 @@ read from outside where it is decidable and reported "not decidable" where it is
 float64 twin and the smallest accurate tau is reported.
 """
 import importlib.util
+import dataclasses
 import json
 import re
 
@@ -21,6 +22,7 @@ from dualnet_ssl.regression.batches import probes
 from dualnet_ssl.regression.declared import private_anchors
 from dualnet_ssl.regression.verdicts import Verdict, run_check
 from dualnet_ssl.thresholds import FLOAT32_SENSITIVITY_FACTOR
+from dualnet_ssl.tolerances import tolerance
 from theorems.regression_mutants import capped_log_share, float32_subject, mutant, nt_xent, one_directional
 
 pytest_plugins = ("pytester",)
@@ -505,3 +507,30 @@ def test_no_routing_hint_when_every_point_gets_gradient(seed):
     attracted = _subject(lambda a, b: _simp(a, b) + 2.0 * ((a[0] - b[1]) ** 2).sum())
     result = regression.check_loss(attracted, "weight_signs", seed)
     assert result.status == "fail" and "gradient_to" not in result.message, result.summary()
+
+
+# ---- bounded cost at large batches (issue 18) ------------------------------------------------------------
+
+def test_large_probe_samples_the_tau_grid_and_still_fails_a_float16_step(seed):
+    """Above LARGE_PROBE points the grid below the declared tau is sampled (the first tau below and 0.01); a
+    float16 step at a declared batch size of 70 (140 points) still fails, a correct loss still passes."""
+    adapter = regression.two_view(_simp, temperature=0.5, temperature_kwarg="t", normalises=True)
+    assert precision.grid_below(adapter, precision.LARGE_PROBE + 1) == (0.2, 0.01)
+    assert precision.grid_below(adapter, precision.LARGE_PROBE) == (0.2, 0.1, 0.05, 0.02, 0.01)
+    for bug, status in (("half_precision", "fail"), (None, "pass")):
+        subject = dataclasses.replace(mutant(bug, 0.5, strict_float32=False), batch_size=70)
+        result = regression.check_loss(subject, "stability_float32", seed)
+        assert result.status == status, result.summary()
+
+
+def test_sampled_rows_of_a_large_routed_probe_match_the_full_recovery(seed):
+    """The sampled solve (SAMPLED_ROWS live points) gives those points' weights exactly as the full one does."""
+    adapter = regression.LossAdapter(moco_detaching, form="queue", gradient_to="anchors", normalises=True,
+                                     batch_size=66)
+    probe = regression.make_probe(adapter, seed)
+    rows = precision._sampled_rows(probe)
+    assert probe.layout.n_points > precision.LARGE_PROBE and len(rows) == precision.SAMPLED_ROWS
+    (sampled,) = precision._weights([adapter], probe)
+    full = regression.recover_weights(adapter, probe)
+    tol = tolerance(torch.float64, "exact")
+    torch.testing.assert_close(sampled.flow[rows], full.flow[rows], rtol=tol.rtol, atol=tol.atol)
