@@ -191,6 +191,14 @@ FLOAT32_LOW_PRECISION_ERROR = Threshold(
     "inverted points at tau 0.02 .. 0.01", "3 (theorems/regression_mutants.py and the cap of "
     "theorems/test_regression_verdicts.py)",
     "a finite float32 error on the ordinary probe points at most this large is named a float16/bfloat16 step, a "
-    "larger one a saturating cap (precision.diagnose; FLOAT32_GROSS_FACTOR, which failed gross errors below the "
-    "declared tau, is gone: below it is a finding now): 2x above the largest low-precision error, 2.8x below the "
-    "smallest cap error")
+    "larger one a saturating cap (precision.diagnose): 2x above the largest low-precision error, 2.8x below the "
+    "largest cap errors")
+
+FLOAT32_GROSS_FACTOR = Threshold(
+    100.0, "float32 error / allowed off the ordinary probe points, every figure finite (precision.py): "
+    "pytorch-metric-learning NTXentLoss one-directional at tau 0.01, orthogonal inverted points, its value off by "
+    "4.1e-2 relative = 4070 x the allowed error; correct losses at most 0.147 x (FLOAT32_SENSITIVITY_FACTOR)",
+    "502 (pytorch-metric-learning 2.9, declared tau 0.02), 300-307 (correct)",
+    "beyond this many times the allowed error, with the probe points themselves accurate, the cause named is a "
+    "saturating cap (a value held near log(tiny)); a float16/bfloat16 step also errs on the probe points and is "
+    "named first. Names a cause only: below the declared tau it is a finding, not a failure (issue 18)")

@@ -39,7 +39,7 @@ from dualnet_ssl.regression.probe import (PairWeights, Probe, _routed_pairs, mak
 from dualnet_ssl.regression.signatures import all_but_one
 from dualnet_ssl.regression.verdicts import Verdict
 from dualnet_ssl.seeding import derive_seed, make_generator
-from dualnet_ssl.thresholds import FLOAT32_LOW_PRECISION_ERROR, FLOAT32_SENSITIVITY_FACTOR
+from dualnet_ssl.thresholds import FLOAT32_GROSS_FACTOR, FLOAT32_LOW_PRECISION_ERROR, FLOAT32_SENSITIVITY_FACTOR
 from dualnet_ssl.tolerances import tolerance
 
 TAU_GRID = (1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01)
@@ -281,12 +281,15 @@ def diagnose(readings: list[Reading]) -> str:
     """The cause (a key of CAUSES) the pattern of inaccurate readings points to. NaN in float64 first. Then, when
     float32 is non-finite somewhere: on nearly aligned points (exp() overflows: no maximum subtracted); on inverted
     points (the positive's share underflows: a two-step -log(softmax)); elsewhere only, a saturating cap if some
-    finite figure is grossly off (more than FLOAT32_LOW_PRECISION_ERROR relative), else a maximum over the masked
-    entry. When every figure is finite: a gross error is a saturating cap, a small one on the ordinary probe points
-    a float16/bfloat16 step; else undetermined."""
+    finite figure is grossly off, else a maximum over the masked entry. When every figure is finite: off by more
+    than FLOAT32_LOW_PRECISION_ERROR relative, a saturating cap; a smaller error on the ordinary probe points, a
+    float16/bfloat16 step; off the probe points by more than FLOAT32_GROSS_FACTOR x the allowed error, a
+    saturating cap again (its value held near log(tiny)); else undetermined."""
     bad = [r for r in readings if not _ok(r)]
     small = float(FLOAT32_LOW_PRECISION_ERROR)
-    gross = any(r.finite and r.error > small for r in bad)
+    on_probe = [r for r in bad if r.where.startswith("probe points")]
+    gross = any(r.finite and (r.error > small or (r not in on_probe and r.error > float(FLOAT32_GROSS_FACTOR)
+                                                   * r.allowed)) for r in bad)
     if any(not r.finite and r.quantity.startswith("float64") for r in bad):
         return "float64_nan"
     if any(not r.finite for r in bad):
@@ -295,11 +298,11 @@ def diagnose(readings: list[Reading]) -> str:
         if any(not r.finite and r.where == "inverted points" for r in bad):
             return "two_step_softmax"
         return "saturating_cap" if gross else "masked_max"
-    if gross:
+    if any(r.error > small for r in bad):
         return "saturating_cap"
-    if any(r.where.startswith("probe points") for r in bad):
+    if on_probe:
         return "low_precision"
-    return "undetermined"
+    return "saturating_cap" if gross else "undetermined"
 
 
 def _smallest_accurate(declared: float, below: list) -> float:
