@@ -183,6 +183,12 @@ def test_float32_declared_range_decides_the_verdict_there(seed):
         temperature_kwarg="temperature", temperatures=(0.01, 0.5)), {"temperature": 0.5})
     result = regression.check_loss(ranged, "stability_float32", seed)
     assert result.status == "fail" and "declared temperatures" in result.message, result.summary()
+    correct = regression.load_loss("theorems.regression_mutants:SupConLoss", '{"temperature": 0.1}',
+                                   '{"form": "views_labels", "per_class": 2, "unit_inputs": true, "reference": '
+                                   '"supcon_out", "temperature_kwarg": "temperature", "temperatures": [0.05, 0.5]}')
+    assert correct.build().temperatures == (0.05, 0.5)
+    result = regression.check_loss(correct, "stability_float32", seed)
+    assert result.status == "pass" and "range 0.05..0.5" in result.message, result.summary()
     with pytest.raises(BadInput, match="temperatures=.low, high. needs temperature_kwarg"):
         regression.two_view(_simp, temperatures=(0.05, 0.5))
     with pytest.raises(BadInput, match="0 < low <= high"):

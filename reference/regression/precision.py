@@ -380,8 +380,8 @@ def check_float32(subject, seed: int) -> Verdict:
     sized = probes(adapter, seed)
     here = _at(adapter, sized[0], declared) + [_read(adapter, p, declared, f"probe points, N={p.layout.n_samples}")
                                                for p in sized[1:]]
-    for tau in verdict_temperatures(adapter)[1:]:
-        if tau != declared:
+    for tau in verdict_temperatures(adapter):
+        if tau is not None and tau != declared:
             rebuilt = subject.at_temperature(tau)
             here += _at(rebuilt, make_probe(rebuilt, derive_seed(seed, f"tau {tau:g}")), tau)
     below = []
