@@ -20,6 +20,7 @@ from dualnet_ssl.errors import BadInput
 from dualnet_ssl.regression import precision
 from dualnet_ssl.regression.batches import probes
 from dualnet_ssl.regression.declared import private_anchors
+from dualnet_ssl.regression.probe import pair_gradients
 from dualnet_ssl.regression.verdicts import Verdict, run_check
 from dualnet_ssl.thresholds import FLOAT32_SENSITIVITY_FACTOR
 from dualnet_ssl.tolerances import tolerance
@@ -540,3 +541,14 @@ def test_sampled_rows_of_a_large_routed_probe_match_the_full_recovery(seed):
     full = regression.recover_weights(adapter, probe)
     tol = tolerance(torch.float64, "exact")
     torch.testing.assert_close(sampled.flow[rows], full.flow[rows], rtol=tol.rtol, atol=tol.atol)
+
+
+@pytest.mark.parametrize("kind", [dict(), dict(normalises=True), dict(unit_inputs=True)])
+def test_pair_gradients_of_some_rows_are_those_rows_of_the_full_tensor(kind, seed):
+    """The rows-only basis of the sampled float32 solve is the same numbers as the full one, for each distance."""
+    adapter = regression.two_view(_simp, **kind)
+    z = regression.make_probe(adapter, seed).points()
+    rows = torch.tensor([0, 3, 7])
+    tol = tolerance(torch.float64, "exact")
+    torch.testing.assert_close(pair_gradients(z, adapter, rows), pair_gradients(z, adapter)[rows],
+                               rtol=tol.rtol, atol=tol.atol)

@@ -171,7 +171,8 @@ def _weights(adapters: list[LossAdapter], probe: Probe, cache: dict | None = Non
         grads.append(torch.zeros_like(z) if grad is None else grad)
     others = all_but_one(n)[rows]                                                                   # (k, n-1)
     if cache is None or "basis" not in cache:
-        basis = pair_gradients(probe.points().double(), adapters[0])[rows[:, None], others].transpose(1, 2)
+        basis = pair_gradients(probe.points().double(), adapters[0], rows)[torch.arange(len(rows))[:, None],
+                                                                            others].transpose(1, 2)
         cache = {} if cache is None else cache
         cache["basis"] = basis                                                                       # (k, D, n-1)
     basis = cache["basis"]

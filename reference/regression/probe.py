@@ -101,17 +101,19 @@ def pair_weights_from_gram_gradient(grad: torch.Tensor) -> torch.Tensor:
     return weights - torch.diag(torch.diagonal(weights))
 
 
-def pair_gradients(z: torch.Tensor, adapter: LossAdapter) -> torch.Tensor:
+def pair_gradients(z: torch.Tensor, adapter: LossAdapter, rows: torch.Tensor | None = None) -> torch.Tensor:
     """(n, n, D): entry (i, j) is dr_ij/dz_i for the distance the loss sees: 1/2||z_i - z_j||^2, 1 - z_i.z_j on
-    unit-row inputs, 1 - cos when the loss normalises."""
+    unit-row inputs, 1 - cos when the loss normalises. With ``rows``, only those points i: (len(rows), n, D)."""
+    at = z if rows is None else z[rows]
     if adapter.unit_inputs:
-        return -z[None, :, :].expand(z.shape[0], -1, -1)
+        return -z[None, :, :].expand(at.shape[0], -1, -1)
     if not adapter.normalises:
-        return z[:, None, :] - z[None, :, :]
+        return at[:, None, :] - z[None, :, :]
     norm = z.norm(dim=1)
-    cos = (z @ z.T) / (norm[:, None] * norm[None, :])
-    return -(z[None, :, :] / (norm[:, None, None] * norm[None, :, None]) - cos[:, :, None] * z[:, None, :]
-             / norm[:, None, None] ** 2)
+    at_norm = norm if rows is None else norm[rows]
+    cos = (at @ z.T) / (at_norm[:, None] * norm[None, :])
+    return -(z[None, :, :] / (at_norm[:, None, None] * norm[None, :, None]) - cos[:, :, None] * at[:, None, :]
+             / at_norm[:, None, None] ** 2)
 
 
 def flow_from_point_gradients(grads: torch.Tensor, z: torch.Tensor, adapter: LossAdapter, live: torch.Tensor
