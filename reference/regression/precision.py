@@ -363,9 +363,10 @@ def finding_text(finding: dict) -> str:
     first = finding["first_inaccurate"]
     figure = ("NaN or inf" if first["error"] is None else
               f"off by {first['error']:.2e} relative (allowed {first['allowed']:.2e})")
+    what = first["quantity"] if first["quantity"].startswith("float") else f"float32 {first['quantity']}"
     return (f"float32 finding: accurate down to tau={finding['smallest_safe_tau']:g} only; at tau={first['tau']:g}, "
-            f"{first['where']}, the float32 {first['quantity']} {'are' if first['quantity'].endswith('s') else 'is'} "
-            f"{figure}; cause: {finding['cause_text']}")
+            f"{first['where']}, the {what} {'are' if what.endswith('s') else 'is'} {figure}; cause: "
+            f"{finding['cause_text']}")
 
 
 def check_float32(subject, seed: int) -> Verdict:
