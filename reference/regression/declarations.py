@@ -88,10 +88,11 @@ class LossAdapter:
         self._check_float32_policy()
 
     def _check_float32_policy(self) -> None:
-        """``temperatures=(low, high)``: 0 < low <= high, and a ``temperature_kwarg`` to rebuild the loss there."""
+        """``dtype`` is None, "float32" or "float64"; ``strict_float32`` a bool; ``temperatures=(low, high)`` has
+        0 < low <= high and a ``temperature_kwarg`` to rebuild the loss there."""
         if self.dtype not in (None, "float32", "float64"):
-            raise BadInput(f"loss declaration: dtype={self.dtype!r} is not one of (None, 'float32', 'float64'): declare "
-                           "it only for a loss that accepts one dtype")
+            raise BadInput(f"loss declaration: dtype={self.dtype!r} is not one of (None, 'float32', 'float64'): "
+                           "declare it only for a loss that accepts one dtype")
         if not isinstance(self.strict_float32, bool):
             raise BadInput(f"loss declaration: strict_float32 must be true or false, got {self.strict_float32!r}")
         if self.temperatures is None:

@@ -24,7 +24,8 @@ from dualnet_ssl.regression.loss_properties import LOSS_PROPERTIES, check_loss
 from dualnet_ssl.regression.precision import Float32Finding, finding_text
 from dualnet_ssl.regression.network_properties import (COVARIANCE_PROPERTY, NET_PROPERTIES, check_covariance_form,
                                                        check_network)
-from dualnet_ssl.regression.report import REPORT_FORMAT, property_summary, summary, write_report  # noqa: F401 (REPORT_FORMAT: re-exported)
+from dualnet_ssl.regression.report import (REPORT_FORMAT, property_summary, summary,  # noqa: F401 (re-exported)
+                                           write_report)
 from dualnet_ssl.results import CheckResult
 from dualnet_ssl.seeding import derive_seed
 
@@ -180,7 +181,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     path = config.getoption(REPORT_OPTION)
     terminalreporter.write_sep("-", "ssl regression check")
     props = property_summary(records)
-    per = "" if props["properties"] == len(records) else f" (records: {props['properties']} properties, several draws)"
+    per = "" if props["properties"] == len(records) else f" (records; {props['properties']} properties, several draws)"
     findings = f"; {props['float32_findings']} float32 finding(s) below the declared tau (warnings above)" \
         if props["float32_findings"] else ""
     terminalreporter.write_line(", ".join(f"{n} {status.replace('_', ' ')}" for status, n in counts.items())

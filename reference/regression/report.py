@@ -27,7 +27,7 @@ def summary(records: list) -> dict:
 
 def property_summary(records: list) -> dict:
     """Per property and subject (its draws together): fail if any draw failed, pass if any passed and none failed,
-    else not applicable; ``findings`` counts the properties with a float32 finding below the declared tau."""
+    else not applicable; ``float32_findings`` counts the properties with a float32 finding below the declared tau."""
     by_property: dict = {}
     for r in records:
         by_property.setdefault((r["property"], r["subject"], r["network"]), []).append(r)
