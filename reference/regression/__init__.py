@@ -6,7 +6,7 @@ loss takes and which pairs it weighs) -> ``loading`` (``pkg.mod:factory`` specs)
 -> ``probe`` (points from a Gram matrix; pair weights by autograd) -> ``loss_properties`` and
 ``network_properties`` (one ``CheckResult`` per property, via ``verdicts``; ``batches`` runs them at every
 probe batch size, ``precision`` holds float32 to float64, ``declared`` checks the declaration against the
-weights) -> ``plugin`` (pytest items; loaded by the entry point ``dualnet_ssl.pytest_plugin`` only when
+weights, ``hints`` adds the routing and usage-error hints) -> ``plugin`` (pytest items; loaded by the entry point ``dualnet_ssl.pytest_plugin`` only when
 an --ssl-* option is given) and ``report`` (the JSON report). ``builtin`` and ``peers`` hold ready declarations.
 """
 from dualnet_ssl.regression import conventions, signatures, twin

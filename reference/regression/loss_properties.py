@@ -136,9 +136,9 @@ def balance_total(adapter: LossAdapter, probe: Probe) -> Verdict:
     tol = tolerance(working_dtype(found.value, weights), "gradient")
     ok = abs(total) <= tol.atol + tol.rtol * scale
     roles = probe.layout.roles()
-    pos, neg = float(weights[roles == 1].sum()) / 2, float(weights[roles == -1].sum()) / 2
-    message = (f"sum over all pairs of dL/dr = {total:.3e} (positives {pos:.3e}, declared negatives {neg:.3e}, "
-               f"sum |dL/dr| = {scale:.3e}); Theorem 2 needs it to be 0")
+    pos, neg, other = (float(torch.triu(weights * (roles == role), diagonal=1).sum()) for role in (1, -1, 0))
+    message = (f"sum over all pairs of dL/dr = {total:.3e} = positives {pos:.3e} + declared negatives {neg:.3e} + "
+               f"undeclared pairs {other:.3e} (sum |dL/dr| = {scale:.3e}); Theorem 2 needs it to be 0")
     if not ok:
         message += "; the loss is not balanced, so its gradient is not a covariance operator"
         message += _imbalance_hint(weights, probe, pos, neg, tol)

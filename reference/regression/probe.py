@@ -106,19 +106,23 @@ def pair_weights_from_gram_gradient(grad: torch.Tensor) -> torch.Tensor:
     return weights - torch.diag(torch.diagonal(weights))
 
 
-def pair_gradients(z: torch.Tensor, adapter: LossAdapter, unit_points: torch.Tensor | None = None) -> torch.Tensor:
+def pair_gradients(z: torch.Tensor, adapter: LossAdapter, unit_points: torch.Tensor | None = None,
+                   rows: torch.Tensor | None = None) -> torch.Tensor:
     """(n, n, D): entry (i, j) is dr_ij/dz_i for the distance the loss sees: 1/2||z_i - z_j||^2, 1 - z_i.z_j for a
     point i that arrives as a unit row (``unit_points``, default: every point when ``unit_inputs=True``), 1 - cos
-    for a point the loss normalises."""
+    for a point the loss normalises. With ``rows``, only those points i: (len(rows), n, D)."""
+    at = z if rows is None else z[rows]
     if not adapter.on_unit_rows:
-        return z[:, None, :] - z[None, :, :]
+        return at[:, None, :] - z[None, :, :]
     if unit_points is None:
         unit_points = torch.full((z.shape[0],), adapter.unit_inputs is True)
+    at_unit = unit_points if rows is None else unit_points[rows]
     norm = z.norm(dim=1)
-    cos = (z @ z.T) / (norm[:, None] * norm[None, :])
-    normalised = -(z[None, :, :] / (norm[:, None, None] * norm[None, :, None]) - cos[:, :, None] * z[:, None, :]
-                   / norm[:, None, None] ** 2)
-    return torch.where(unit_points[:, None, None], -z[None, :, :].expand(z.shape[0], -1, -1), normalised)
+    at_norm = norm if rows is None else norm[rows]
+    cos = (at @ z.T) / (at_norm[:, None] * norm[None, :])
+    normalised = -(z[None, :, :] / (at_norm[:, None, None] * norm[None, :, None]) - cos[:, :, None] * at[:, None, :]
+                   / at_norm[:, None, None] ** 2)
+    return torch.where(at_unit[:, None, None], -z[None, :, :].expand(at.shape[0], -1, -1), normalised)
 
 
 def flow_from_point_gradients(grads: torch.Tensor, z: torch.Tensor, adapter: LossAdapter, live: torch.Tensor,

@@ -24,6 +24,7 @@ from dualnet_ssl.regression.builtin import reference_mlp
 from dualnet_ssl.regression.conventions import gradient_routing
 from dualnet_ssl.regression.declared import declared_pairs
 from dualnet_ssl.regression.distributed import DISTRIBUTED_PROPERTY, check_distributed
+from dualnet_ssl.regression.hints import with_routing_hint
 from dualnet_ssl.regression.loading import LossSubject, NetSubject
 from dualnet_ssl.regression import noncontrastive
 from dualnet_ssl.regression.precision import check_float32
@@ -128,7 +129,10 @@ def check_loss(subject: LossSubject, name: str, seed: int) -> CheckResult:
             return prop.check(adapter, make_probe(adapter, seed, n_samples=batch_sizes(adapter)[0]))
         return over_batches(prop.check, adapter, seed)
 
-    return run_check(name, subject.name, seed, verdict)
+    def with_hint():   # a failing record names an undeclared stop-gradient when that is the likely cause
+        return with_routing_hint(verdict(), subject.build, seed)
+
+    return run_check(name, subject.name, seed, with_hint)
 
 
 def check_network(subject: NetSubject, name: str, seed: int) -> CheckResult:
