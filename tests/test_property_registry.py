@@ -16,8 +16,22 @@ def _section(title: str) -> str:
     return text[start:end if end != -1 else None]
 
 
+def _property_table() -> list[str]:
+    """The names in the first column of the table headed '| property | what is checked |'."""
+    lines = _section("The properties").splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| property | what is checked"))
+    rows = []
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        rows.append(re.match(r"\| `(\w+)` \|", line).group(1))
+    return rows
+
+
 def test_docs_property_table_lists_exactly_the_registered_properties():
-    table = set(re.findall(r"^\| `(\w+)` \|", _section("The properties"), flags=re.M))
+    rows = _property_table()
+    assert len(rows) == len(set(rows)), f"a property listed twice in the docs table: {rows}"
+    table = set(rows)
     registered = {p.name for p in properties.REGISTRY if p.needs != properties.NON_CONTRASTIVE}
     assert table == registered, (f"in the docs table only: {sorted(table - registered)}; registered only: "
                                  f"{sorted(registered - table)}")
