@@ -29,13 +29,13 @@ from dualnet_ssl.hltm.recovery import (HID_MIN_FRACTION_GAP, HID_MIN_RAW_GAP, OF
                                        OFFICIAL_SEEDS, OFFICIAL_STEPS, POLARITY_MIN_FRACTION_GAP, POLARITY_MIN_RAW_GAP,
                                        RECOVERY_MAX_MEAN_LEVEL_DROP, RECOVERY_MAX_RUN_LEVEL_DROP,
                                        RECOVERY_MIN_MEAN_ROOT_FRACTION, RECOVERY_MIN_MEAN_ROOT_GAIN, SHARE_MIN_GROWTH,
-                                       SUITE_SEEDS, check_paired_improvement, check_recovery,
+                                       SUITE_SEEDS, check_levels_rise, check_paired_improvement, check_recovery,
                                        check_selectivity_amplified, recovery_table, root_explained_share, suite_runs,
                                        suite_specs)
 from dualnet_ssl.hltm.sampler_checks import (check_enumeration_matches_sampling, check_latent_correlation,
                                              check_transitions, family_z_threshold)
-from dualnet_ssl.hltm.training import (TrainResult, TrainSpec, build, describe_runs, initial_net, normalised,
-                                       pair_loss, train, train_many)
+from dualnet_ssl.hltm.training import (BiasedTreeNet, TrainResult, TrainSpec, build, describe_runs, initial_net,
+                                       network, normalised, pair_loss, train, train_many)
 from dualnet_ssl.seeding import derive_seed
 
 __all__ = [name for name in dir() if not name.startswith("_")]

@@ -142,3 +142,21 @@ def check_selectivity_amplified(results: list, *, min_growth: float = SHARE_MIN_
                                 f"growth x{growth:.3f} over {len(shares)} runs, need > x{min_growth}\n{rows}")
     return shares
 
+
+
+def check_levels_rise(results: list, *, min_mean_gains: dict, context: str = "") -> list:
+    """Level-wise recovery (docs/THEORY.md §8, "The authors' loss and biases"): at every level in
+    ``min_mean_gains`` (level -> threshold), the mean over runs of the best-|corr| gain exceeds the threshold.
+    Returns the mean gain per level."""
+    __tracebackhide__ = True
+    n = len(results)
+    if n == 0:
+        raise BadInput("no runs to check")
+    means = [sum(r.final.per_level()[l] - r.initial.per_level()[l] for r in results) / n
+             for l in range(results[0].spec.depth)]
+    failures = [f"level {l}: mean gain {means[l]:+.3f} over {n} runs, need > {float(m):+}"
+                for l, m in sorted(min_mean_gains.items()) if not means[l] > float(m)]
+    if failures:
+        raise IdentityViolation(f"HLTM level-wise recovery [{context}] failed:\n  " + "\n  ".join(failures)
+                                + "\nper run:\n" + recovery_table(results))
+    return means
