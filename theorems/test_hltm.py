@@ -97,7 +97,8 @@ def test_authors_network_and_loss_by_hand(repro):
         _, net, _ = hltm.build(spec)
         for w, b in zip(net.weights, net.biases):
             bound = w.shape[-1] ** -0.5
-XX
+            assert float(w.detach().abs().max()) <= bound and float(b.detach().abs().max()) <= bound, \
+                "not nn.Linear's initialisation"
         weights = [w.detach().clone().requires_grad_() for w in net.weights]
         biases = [b.detach().clone().requires_grad_() for b in net.biases]
         model = hltm.build(spec)[0]
