@@ -10,11 +10,12 @@ Usage:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 
 from dualnet_ssl import hltm
 
-ARMS = {"infonce": dict(loss="infonce", bias=False), "authors": dict(loss="official", bias=True)}
+ARMS = hltm.HEADROOM_ARMS
 
 
 def seed_range(text: str) -> list:
@@ -23,7 +24,9 @@ def seed_range(text: str) -> list:
 
 
 def arm_specs(arm: str, seeds, *, steps: int, depth: int, delta_lower: float) -> list:
-    return [hltm.TrainSpec(depth=depth, delta_lower=delta_lower, steps=steps, seed=s, **ARMS[arm]) for s in seeds]
+    """The tests' headroom specs (hltm.headroom_specs), with depth, delta_lower and steps as given."""
+    return [dataclasses.replace(s, steps=steps, depth=depth, delta_lower=delta_lower)
+            for s in hltm.headroom_specs(arm, seeds)]
 
 
 def main(argv=None):

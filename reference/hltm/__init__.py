@@ -25,7 +25,9 @@ from dualnet_ssl.hltm.model import (HLTM, MAX_ENUMERATED_LEAVES, MAX_ENUMERATED_
                                     make_hltm, sampled_eval_set, subtree_leaves)
 from dualnet_ssl.hltm.overparam import (GroupMoments, OverparamMeasurement, check_overparam_law, group_moments,
                                         measure_overparam, some_unit_law, unit_selectivities)
-from dualnet_ssl.hltm.recovery import (HID_MIN_FRACTION_GAP, HID_MIN_RAW_GAP, OFFICIAL_MIN_MEAN_ROOT_FRACTION,
+from dualnet_ssl.hltm.recovery import (HEADROOM_ARMS, HEADROOM_CASE, HEADROOM_MIN_GAINS, HEADROOM_SEEDS,
+                                       headroom_specs,
+                                       HID_MIN_FRACTION_GAP, HID_MIN_RAW_GAP, OFFICIAL_MIN_MEAN_ROOT_FRACTION,
                                        OFFICIAL_SEEDS, OFFICIAL_STEPS, POLARITY_MIN_FRACTION_GAP, POLARITY_MIN_RAW_GAP,
                                        RECOVERY_MAX_MEAN_LEVEL_DROP, RECOVERY_MAX_RUN_LEVEL_DROP,
                                        RECOVERY_MIN_MEAN_ROOT_FRACTION, RECOVERY_MIN_MEAN_ROOT_GAIN, SHARE_MIN_GROWTH,
