@@ -120,7 +120,7 @@ def side_by_side(runs, args) -> str:
         for key in ((), ("normalised",)):
             rs = [runs.get((loss, s) + key) for s in args.seeds]
             cells.append("not run" if None in rs else
-                         f"{pm(r.probe['init'][-1] for r in rs, 3)} -> {pm(r.probe['final'][-1] for r in rs, 3)}")
+                         f"{pm((r.probe['init'][-1] for r in rs), 3)} -> {pm((r.probe['final'][-1] for r in rs), 3)}")
         lines.append(f"| {loss} | {cells[0]} | {cells[1]} |")
     return "\n".join(lines) + "\n"
 
