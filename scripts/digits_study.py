@@ -125,8 +125,15 @@ def side_by_side(runs, args) -> str:
     return "\n".join(lines) + "\n"
 
 
+def per_seed(runs) -> str:
+    """One line per normalised-output run: output-layer probe and kNN, init -> final."""
+    return "\n".join(f"normalised {loss} seed {seed}: probe output {r.probe['init'][-1]:.4f} -> "
+                     f"{r.probe['final'][-1]:.4f}, kNN output {r.knn['init'][-1]:.4f} -> {r.knn['final'][-1]:.4f}"
+                     for (loss, seed, *rest), r in sorted(runs.items()) if rest)
+
+
 def figure(sweep, runs, args, path):
-    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    fig, axes = plt.subplots(1, 4, figsize=(19, 4))
     for (net, loss), sw in sweep.items():
         axes[0].loglog(STRENGTHS, sw["mean_ratios"], marker="o", label=f"{net}, {loss}")
     axes[0].loglog(STRENGTHS, [sweep[next(iter(sweep))]["mean_ratios"][-1] * s ** 2 for s in STRENGTHS], "k:",
@@ -146,6 +153,20 @@ def figure(sweep, runs, args, path):
     axes[2].set(xlabel="step", ylabel="E[r+] / E[r-] (mean over seeds)", title="augmentation spread")
     axes[1].legend(fontsize=7)
     axes[2].legend(fontsize=7)
+    names = list(dict.fromkeys(RAW_LOSSES + NORMALISED_LOSSES))
+    for k, (key, label) in enumerate((((), "raw outputs"), (("normalised",), "normalised outputs"))):
+        means, sds, where = [], [], []
+        for i, loss in enumerate(names):
+            rs = [runs.get((loss, s) + key) for s in args.seeds]
+            if None not in rs:
+                values = [r.probe["final"][-1] for r in rs]
+                means.append(statistics.mean(values))
+                sds.append(statistics.stdev(values) if len(values) > 1 else 0.0)
+                where.append(i + (k - 0.5) * 0.4)
+        axes[3].bar(where, means, width=0.4, yerr=sds, capsize=3, label=label)
+    axes[3].set_xticks(range(len(names)), names, fontsize=7)
+    axes[3].set(ylabel="output 5-shot probe after training", title="raw vs normalised outputs", ylim=(0.5, 1.0))
+    axes[3].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
@@ -157,12 +178,13 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=1000)
     parser.add_argument("--norm-steps", type=int, default=600, help="steps of the normalised-output runs")
     parser.add_argument("--skip-raw", action="store_true", help="normalised-output runs only (no sweep, no raw runs)")
+    parser.add_argument("--norm-losses", nargs="+", default=list(NORMALISED_LOSSES), choices=NORMALISED_LOSSES)
     parser.add_argument("--jobs", type=int, default=2, help="worker processes, one torch thread each (default 2)")
     parser.add_argument("--out", default="digits_study", help="output stem: writes OUT.md, OUT.png, OUT.json")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     specs = [TrainSpec(loss=loss, seed=s, steps=args.norm_steps, record_every=args.norm_steps, normalise=True)
-             for loss in NORMALISED_LOSSES for s in args.seeds]
+             for loss in args.norm_losses for s in args.seeds]
     if not args.skip_raw:
         sweep = sweeps(args.seeds)
         specs += [TrainSpec(loss=loss, seed=s, steps=args.steps, record_every=args.steps // 4)
@@ -171,8 +193,9 @@ def main(argv=None):
     seconds = time.perf_counter() - start
     if args.skip_raw:
         print(side_by_side(runs, args))
+        print(per_seed(runs))
         return
-    table = markdown(sweep, runs, args, seconds) + "\n" + side_by_side(runs, args)
+    table = markdown(sweep, runs, args, seconds) + "\n" + side_by_side(runs, args) + "\n" + per_seed(runs) + "\n"
     with open(f"{args.out}.md", "w") as f:
         f.write(table)
     figure(sweep, runs, args, f"{args.out}.png")
