@@ -206,6 +206,21 @@ DIGITS_MIN_UNIT_RATIO_GAIN = Threshold(
           "1.67, 1.71; L_nce 1.62, 1.68, 1.75; main term only 6.61-6.83; L_simp 4.28-4.87", "0-2",
     "0.8x the smallest gain (1.58)")
 
+# Minibatch training on L2-normalised outputs (r = 1 - cos, the authors' setting; TrainSpec(normalise=True), 600
+# steps, otherwise the defaults above). Measured with `python scripts/digits_study.py --skip-raw --seeds 0 1 2`;
+# the slow tests of theorems/test_digits.py assert them on seeds 3 and 4. Output-layer 5-shot probe, per seed 0, 1, 2.
+DIGITS_NORM_MIN_PROBE_GAIN = Threshold(
+    0.015, "output probe, final minus init: InfoNCE +0.080, +0.070, +0.144; covariance-only (authors' weights, from "
+    "the augmented views) +0.078, +0.060, +0.145; covariance-only (un-augmented weights) +0.040, +0.031, +0.097",
+    "0-2", "half the smallest gain (0.031)")
+DIGITS_NORM_MIN_GAP_TO_INFONCE = Threshold(
+    -0.025, "covariance-only (authors' weights) minus InfoNCE, output probe after training, paired by seed: -0.002, "
+    "-0.010, +0.001 (finals 0.905, 0.864, 0.895 against 0.908, 0.874, 0.894)", "0-2",
+    "'learns as well as InfoNCE': 2.5x the largest shortfall; the probe's own spread over draws is about 0.01")
+DIGITS_NORM_CLEAN_MAX_GAP_TO_INFONCE = Threshold(
+    -0.015, "covariance-only with un-augmented weights minus InfoNCE, paired by seed: -0.040, -0.039, -0.047", "0-2",
+    "it learns, but less than InfoNCE: the shortfall must exceed 0.015 (0.38x the smallest measured, 0.039)")
+
 # ---- regression mode (reference/regression/) ----
 
 FLOAT32_SENSITIVITY_FACTOR = Threshold(
