@@ -41,6 +41,23 @@ def alignment(args):
               f"min {min(al):.3f}; chance mean {statistics.mean(ch):.3f} max {max(ch):.3f}")
 
 
+def overparam(args):
+    """Per seed and level: p, and the measured chance that some unit of |N| is selective against 1 - (1 - p)^|N|."""
+    from dualnet_ssl.hltm import overparam as op
+    measurements = []
+    for seed in seed_range(args.seeds):
+        model = hltm.make_hltm(args.depth, args.branching, args.delta_lower, seed=seed)
+        net = TreeMirrorNet(args.depth, args.branching, args.hid, seed=hltm.derive_seed(seed, "net"))
+        data = hltm.enumerate_leaves(model)
+        for level in range(args.depth):
+            m = op.measure_overparam(op.group_moments(net, data, level), seed=hltm.derive_seed(seed, f"units {level}"))
+            measurements.append(m)
+            law = [1 - (1 - m.p) ** n for n in m.sizes]
+            print(f"seed {seed} level {level}: p {m.p:.4f}; " + ", ".join(
+                f"|N|={n} {f:.3f} (law {q:.3f})" for n, f, q in zip(m.sizes, m.some_selective, law)), flush=True)
+    print(f"worst z against 1 - (1 - p)^|N|: {op.check_overparam_law(measurements):.2f}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("what", choices=("alignment", "overparam"))
@@ -50,7 +67,7 @@ def main(argv=None):
     parser.add_argument("--hid", type=int, default=10)
     parser.add_argument("--delta-lower", type=float, default=0.8)
     args = parser.parse_args(argv)
-    {"alignment": alignment}[args.what](args)
+    {"alignment": alignment, "overparam": overparam}[args.what](args)
 
 
 if __name__ == "__main__":

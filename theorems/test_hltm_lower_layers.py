@@ -4,6 +4,7 @@ import pytest
 import torch
 
 from dualnet_ssl import hltm
+from dualnet_ssl.compare import assert_identity
 from dualnet_ssl.errors import IdentityViolation
 from dualnet_ssl.hltm import lower_layers
 from dualnet_ssl.networks import TreeMirrorNet
@@ -53,8 +54,11 @@ def test_alignment_figure_is_one_along_and_zero_across():
     along = torch.randn(2, 3, 1, generator=g, dtype=torch.float64) * a[:, None, :]
     across = torch.randn(2, 3, 5, generator=g, dtype=torch.float64)
     across = across - (across @ a[:, :, None]) / (a * a).sum(-1)[:, None, None] * a[:, None, :]
-    assert abs(float(lower_layers.selectivity_alignment(along.flatten(), a, (2, 3, 5))) - 1) < 1e-12
-    assert float(lower_layers.selectivity_alignment(across.flatten(), a, (2, 3, 5))) < 1e-12
+    one, zero = torch.ones((), dtype=torch.float64), torch.zeros((), dtype=torch.float64)
+    assert_identity(lower_layers.selectivity_alignment(along.flatten(), a, (2, 3, 5)), one,
+                    what="alignment of rows parallel to a_g")
+    assert_identity(lower_layers.selectivity_alignment(across.flatten(), a, (2, 3, 5)), zero,
+                    what="alignment of rows orthogonal to a_g")
 
 
 # ---- rejections: each check fails on a named fault ----
