@@ -259,9 +259,10 @@ def _held_out_normalised(loss: str) -> dict:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("loss", ["infonce", "maincov", "maincov_clean"])
+@pytest.mark.parametrize("loss", ["infonce", "triplet", "maincov", "maincov_clean"])
 def test_digits_normalised_training_raises_the_probe(loss, repro):
-    """Normalised outputs: InfoNCE and the covariance-only loss (both weightings) raise the output-layer 5-shot probe."""
+    """Normalised outputs: InfoNCE, soft Triplet and the covariance-only loss (both weightings) raise the output-layer
+    5-shot probe."""
     values = {s: f["probe_gain output"] for s, f in _held_out_normalised(loss).items()}
     check_claim("training on normalised outputs raises the output 5-shot probe", "probe_gain output", values,
                 thresholds.DIGITS_NORM_MIN_PROBE_GAIN, context=repro(loss=loss, seeds=HELD_OUT_SEEDS, **NORMALISED))
