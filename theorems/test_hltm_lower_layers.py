@@ -5,7 +5,7 @@ import torch
 
 from dualnet_ssl import hltm
 from dualnet_ssl.compare import assert_identity
-from dualnet_ssl.errors import IdentityViolation
+from dualnet_ssl.errors import BadInput, IdentityViolation
 from dualnet_ssl.hltm import lower_layers
 from dualnet_ssl.networks import TreeMirrorNet
 from dualnet_ssl.seeding import make_generator
@@ -108,3 +108,12 @@ def test_alignment_check_rejects_a_random_direction(seed, monkeypatch):
     runs = [relu_alignments(s, levels=(1,)) for s in hltm.SUITE_SEEDS[:3]]
     with pytest.raises(IdentityViolation, match="top eigenvector with the latents' selectivity"):
         lower_layers.check_alignment_above(runs, minimum=HLTM_ALIGNMENT_MIN_MEAN[1], levels=(1,))
+
+
+def test_bad_gate_patterns_are_refused(seed):
+    """Missing levels and misshapen patterns are usage errors, named as such."""
+    model, net = case(3, 2, 4, seed)
+    with pytest.raises(BadInput, match="gate patterns missing for levels \\[2\\]"):
+        lower_layers.check_lower_layer_operator(net, model, 2, lower_layers.random_gate_patterns(net, 1, seed=seed))
+    with pytest.raises(BadInput, match="must have shape"):
+        lower_layers.ConstantGatesAbove(net, {1: torch.ones(3, 4, dtype=torch.float64)})
