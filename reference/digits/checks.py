@@ -10,16 +10,19 @@ from dualnet_ssl.thresholds import Threshold
 
 
 def run_figures(run: RunResult) -> dict[str, float]:
-    """The figures a claim can be stated on, for one run (init = first record, final = last)."""
-    figures = {"spread_drop": run.spread[0] / run.spread[-1], "final_loss": run.final_loss}
+    """The figures a claim can be stated on, for one run (init = first record, final = last). Normalised-output runs
+    keep no records (the Theorem 4 split is tracked on raw outputs), so they give the probe and kNN figures only."""
+    figures = {"final_loss": run.final_loss}
+    if run.spread:
+        figures["spread_drop"] = run.spread[0] / run.spread[-1]
     for i, layer in enumerate(run.feature_layers):
         figures[f"probe_gain {layer}"] = run.probe["final"][i] - run.probe["init"][i]
         figures[f"knn_change {layer}"] = run.knn["final"][i] - run.knn["init"][i]
         figures[f"probe_final {layer}"] = run.probe["final"][i]
-    for l, layer in enumerate(run.weight_layers):
+    for l, layer in enumerate(run.weight_layers if run.theta_norm else []):
         figures[f"theta_drop {layer}"] = run.theta_norm[0][l] / run.theta_norm[-1][l]
         figures[f"final_ratio {layer}"] = run.ratio(l)[-1]
-    for h in range(len(run.unit_ratio[0])):
+    for h in range(len(run.unit_ratio[0]) if run.unit_ratio else 0):
         figures[f"unit_ratio_gain hidden {h + 1}"] = run.unit_ratio[-1][h] / run.unit_ratio[0][h]
     return figures
 
