@@ -1,6 +1,7 @@
-"""Every theorem-checker failure raised from the core goes through ``compare.fail`` (issue 14), read from the source
-as text (ast), so it costs nothing to run: in reference/*.py (the subpackages regression, hltm and digits are not
-the core) no code builds an ``IdentityViolation`` or a failing ``CheckResult`` except ``fail``'s own record."""
+"""Every theorem-checker failure goes through ``compare.fail`` (issue 14), read from the source as text (ast), so it
+costs nothing to run: in reference/ and its subpackages hltm, digits and regression, no code builds an
+``IdentityViolation`` or a failing ``CheckResult`` except ``fail``'s own record (and the regression properties'
+one record builder, ``verdicts.run_check``)."""
 import ast
 from pathlib import Path
 
@@ -9,9 +10,10 @@ import pytest
 CORE = Path(__file__).resolve().parents[1] / "reference"
 BUILDERS = {("compare.py", "fail"), ("compare.py", "raise_failure")}
 """(file, function) allowed to build an IdentityViolation: the helper, and its twin for a record a classifier built."""
-RECORD_BUILDERS = {("compare.py", "_record"), ("errors.py", "IdentityViolation")}
+RECORD_BUILDERS = {("compare.py", "_record"), ("errors.py", "IdentityViolation"),
+                   ("regression/verdicts.py", "run_check")}
 """(file, function or class) allowed to build a failing CheckResult: the helper's record, and the exception's
-fallback for a text-only failure (raised by the subpackages, not by the core)."""
+fallback for a text-only failure (no checker raises one now), and the regression properties' one record builder."""
 
 
 def _calls(path: Path):
@@ -30,13 +32,20 @@ def _builds_a_failure(call: ast.Call) -> bool:
                for k in call.keywords)
 
 
-@pytest.mark.parametrize("path", sorted(CORE.glob("*.py")), ids=lambda p: p.name)
+CHECKERS = sorted([*CORE.glob("*.py"), *CORE.glob("hltm/*.py"), *CORE.glob("digits/*.py"), *CORE.glob("regression/*.py")])
+"""The core and every subpackage: the hltm and digits checkers fail through ``fail`` too; the regression
+properties return CheckResults from their verdicts and build no failure by hand."""
+
+
+@pytest.mark.parametrize("path", CHECKERS, ids=lambda p: str(p.relative_to(CORE)))
 def test_core_checkers_fail_only_through_the_helper(path):
-    bad = [f"{owner} (line {call.lineno})" for owner, name, call in _calls(path)
-           if name == "IdentityViolation" and (path.name, owner) not in BUILDERS]
-    bad += [f"{owner} (line {call.lineno}): a failing CheckResult built by hand" for owner, name, call in _calls(path)
-            if name == "CheckResult" and _builds_a_failure(call) and (path.name, owner) not in RECORD_BUILDERS]
-    assert not bad, f"{path.name} raises IdentityViolation outside compare.fail: {bad}; call fail(...) instead"
+    module = str(path.relative_to(CORE))
+    calls = list(_calls(path))
+    bad = [f"{owner} (line {call.lineno})" for owner, called, call in calls
+           if called == "IdentityViolation" and (module, owner) not in BUILDERS]
+    bad += [f"{owner} (line {call.lineno}): a failing CheckResult built by hand" for owner, called, call in calls
+            if called == "CheckResult" and _builds_a_failure(call) and (module, owner) not in RECORD_BUILDERS]
+    assert not bad, f"{module} builds a failure outside compare.fail: {bad}; call fail(...) instead"
 
 
 def test_the_scan_sees_a_raise_site():

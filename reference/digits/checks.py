@@ -5,7 +5,8 @@ from __future__ import annotations
 import math
 
 from dualnet_ssl.digits.training import RunResult
-from dualnet_ssl.errors import BadInput, IdentityViolation
+from dualnet_ssl.compare import fail
+from dualnet_ssl.errors import BadInput
 from dualnet_ssl.thresholds import Threshold
 
 
@@ -38,5 +39,9 @@ def check_claim(claim: str, figure: str, values: dict[int, float], threshold: Th
                                                                            else v <= threshold.value)}
     if bad:
         shown = ", ".join(f"seed {s}: {v:.4g}" for s, v in values.items())
-        raise IdentityViolation(f"digits claim '{claim}' does not hold: {figure} must be "
-                                f"{'>=' if above else '<='} {threshold}; measured {shown}{tail}")
+        seed, worst = next(iter(bad.items()))
+        text = (f"digits claim '{claim}' does not hold: {figure} must be {'>=' if above else '<='} {threshold}; "
+                f"measured {shown}{tail}")
+        fail(f"digits claim '{claim}'", f"{figure} = {worst:.4g}", limit=threshold,
+             allowed=f"{'>=' if above else '<='} {threshold.value:g}", figure=worst, context=context,
+             where=f"seed {seed}", text=text)

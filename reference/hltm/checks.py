@@ -13,15 +13,15 @@ from dataclasses import dataclass
 import torch
 
 from dualnet_ssl.checks import assert_psd
-from dualnet_ssl.compare import assert_identity
+from dualnet_ssl.compare import assert_identity, fail
 from dualnet_ssl.connection import connection_dense
-from dualnet_ssl.errors import IdentityViolation
 from dualnet_ssl.hltm.metrics import latent_recovery, selectivity, unit_correlations
 from dualnet_ssl.hltm.model import HLTM, EvalSet, all_bit_vectors, brute_force_leaf_tables, enumerate_leaves, \
     subtree_leaves
 from dualnet_ssl.networks import TreeMirrorNet
 from dualnet_ssl.operators import numerical_rank, operator_dense, operator_times, symmetric_eigenvalues
 from dualnet_ssl.seeding import make_generator
+from dualnet_ssl.thresholds import EXACT_RANK_EXCESS
 from dualnet_ssl.tolerances import tolerance
 
 
@@ -72,8 +72,9 @@ def check_tree_wiring(net: TreeMirrorNet, *, seed: int, n_inputs: int = 64, cont
             if actual != expected:
                 wrong.append(f"level {level} group {j} sees leaves {actual}, its subtree is {expected}")
     if wrong:
-        raise IdentityViolation(f"tree wiring [{net.extra_repr()}, {context}]: {len(wrong)} groups mis-wired; "
-                                + "; ".join(wrong[:4]))
+        text = f"tree wiring [{net.extra_repr()}, {context}]: {len(wrong)} groups mis-wired; " + "; ".join(wrong[:4])
+        fail("tree wiring", text, limit=tol, allowed="every group sees exactly its subtree's leaves",
+             figure=float(len(wrong)), context=context, where=wrong[0], text=text)
 
 
 def joint_unit_correlations(net: TreeMirrorNet, model: HLTM) -> list:
@@ -173,7 +174,9 @@ def check_exact_operator(net: TreeMirrorNet, model: HLTM, *, alpha: float, conte
         eig = assert_psd(op, what="sanity: OP", context=where)
         rank = numerical_rank(eig)
         if rank > net.hid:
-            raise IdentityViolation(f"sanity: rank(OP) = {rank} > n_L = {net.hid} [{where}]")
+            fail("sanity: rank(OP) <= n_L", f"rank(OP) = {rank} > n_L = {net.hid}", limit=EXACT_RANK_EXCESS,
+                 allowed=f"rank <= {net.hid}", figure=float(rank - net.hid), context=context, where=f"layer {name}",
+                 text=f"sanity: rank(OP) = {rank} > n_L = {net.hid} [{where}]")
         assert_identity(flat @ op @ flat, s.dot(s) / 4, what="sanity: w^T OP w = ||S||^2/4", context=where)
         gram = delta.T @ delta
         assert_identity(symmetric_eigenvalues(gram) / 4, eig[-net.hid:], kind="eigenvalue",

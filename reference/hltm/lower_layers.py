@@ -17,12 +17,13 @@ from dataclasses import dataclass
 import torch
 from torch.func import jacrev
 
-from dualnet_ssl.compare import assert_identity
-from dualnet_ssl.errors import BadInput, IdentityViolation
+from dualnet_ssl.compare import assert_identity, fail
+from dualnet_ssl.errors import BadInput
 from dualnet_ssl.hltm.metrics import selectivity
 from dualnet_ssl.hltm.model import HLTM, EvalSet, brute_force_leaf_tables, enumerate_leaves
 from dualnet_ssl.networks import TreeMirrorNet, gate, output_with_layer
 from dualnet_ssl.seeding import make_generator
+from dualnet_ssl.thresholds import as_threshold
 
 
 class ConstantGatesAbove(TreeMirrorNet):
@@ -208,15 +209,17 @@ def check_alignment_above(alignments: list, *, minimum: float, levels, context: 
     """The measured claim: at every given level, the mean over runs of the top eigenvector's alignment exceeds
     ``minimum`` (a threshold set on other seeds), which lies above chance."""
     __tracebackhide__ = True
-    minimum = float(minimum)
+    minimum = as_threshold(minimum)
     for level in levels:
         rows = [a for run in alignments for a in run if a.level == level]
         if not rows:
             raise BadInput(f"no layer at level {level}")
         mean = sum(r.alignment for r in rows) / len(rows)
         chance = max(r.chance for r in rows)
-        if not (mean > minimum and minimum > chance):
-            raise IdentityViolation(
-                f"alignment of OP_l's top eigenvector with the latents' selectivity directions, level {level} "
-                f"[{context}]: mean {mean:.3f} over {len(rows)} runs, need > {minimum} (chance {chance:.3f}); "
-                f"per run " + ", ".join(f"{r.alignment:.3f}" for r in rows))
+        if not (mean > minimum.value and minimum.value > chance):
+            text = (f"alignment of OP_l's top eigenvector with the latents' selectivity directions, level {level} "
+                    f"[{context}]: mean {mean:.3f} over {len(rows)} runs, need > {minimum.value} (chance "
+                    f"{chance:.3f}); per run " + ", ".join(f"{r.alignment:.3f}" for r in rows))
+            fail("alignment with the latents' selectivity (§8)", text, limit=minimum,
+                 allowed=f"> {minimum.value:g} and above chance {chance:.3f}", figure=mean, context=context,
+                 where=f"level {level}", text=text)

@@ -7,9 +7,11 @@ import math
 
 import torch
 
-from dualnet_ssl.errors import BadInput, IdentityViolation
+from dualnet_ssl.compare import fail
+from dualnet_ssl.errors import BadInput
 from dualnet_ssl.hltm.metrics import explained_share
 from dualnet_ssl.hltm.training import TrainResult, TrainSpec, initial_net, train_many
+from dualnet_ssl.thresholds import as_threshold
 from dualnet_ssl.thresholds import (
     HLTM_HID_MIN_FRACTION_GAP as HID_MIN_FRACTION_GAP,
     HLTM_HID_MIN_RAW_GAP as HID_MIN_RAW_GAP,
@@ -81,6 +83,14 @@ def recovery_table(results: list) -> str:
     return "\n".join(lines)
 
 
+def _fail_first(check: str, failures: list, text: str, context: str):
+    """Fail ``check`` with every failure in ``text``; the record holds the first failure's figure, table entry and
+    place (``failures``: (message, threshold, figure, where) tuples)."""
+    __tracebackhide__ = True
+    message, limit, figure, where = failures[0]
+    fail(check, message, limit=limit, figure=figure, context=context, where=where, text=text)
+
+
 def check_recovery(results: list, *, min_mean_root_gain: float = RECOVERY_MIN_MEAN_ROOT_GAIN,
                    max_mean_level_drop: float = RECOVERY_MAX_MEAN_LEVEL_DROP,
                    max_run_level_drop: float = RECOVERY_MAX_RUN_LEVEL_DROP,
@@ -90,30 +100,32 @@ def check_recovery(results: list, *, min_mean_root_gain: float = RECOVERY_MIN_ME
     ``max_mean_level_drop``, nor in any run by more than ``max_run_level_drop``; the trained root level
     reaches on average ``min_mean_root_fraction`` of its Bayes ceiling."""
     __tracebackhide__ = True
-    min_mean_root_gain, max_mean_level_drop = float(min_mean_root_gain), float(max_mean_level_drop)
-    max_run_level_drop, min_mean_root_fraction = float(max_run_level_drop), float(min_mean_root_fraction)
-    failures = []
+    gain_limit, mean_drop_limit = as_threshold(min_mean_root_gain), as_threshold(max_mean_level_drop)
+    run_drop_limit, fraction_limit = as_threshold(max_run_level_drop), as_threshold(min_mean_root_fraction)
+    failures = []   # (message, table entry, figure, where)
     n = len(results)
     changes = [[b - a for a, b in zip(r.initial.per_level(), r.final.per_level())] for r in results]
     mean_changes = [sum(c[l] for c in changes) / n for l in range(len(changes[0]))]
-    if not mean_changes[0] > min_mean_root_gain:
-        failures.append(f"root-level best |corr| changed by {mean_changes[0]:+.3f} on average over {n} runs, "
-                        f"need > {min_mean_root_gain:+}")
+    if not mean_changes[0] > gain_limit.value:
+        failures.append((f"root-level best |corr| changed by {mean_changes[0]:+.3f} on average over {n} runs, "
+                         f"need > {gain_limit.value:+}", gain_limit, mean_changes[0], "level 0"))
     for level, change in enumerate(mean_changes):
-        if not change >= -max_mean_level_drop:
-            failures.append(f"level {level} best |corr| fell by {-change:.3f} on average, allowed {max_mean_level_drop}")
+        if not change >= -mean_drop_limit.value:
+            failures.append((f"level {level} best |corr| fell by {-change:.3f} on average, allowed "
+                             f"{mean_drop_limit.value}", mean_drop_limit, -change, f"level {level}"))
     for r, change in zip(results, changes):
         for level, c in enumerate(change):
-            if not c >= -max_run_level_drop:
-                failures.append(f"seed {r.spec.seed}: level {level} best |corr| fell by {-c:.3f}, "
-                                f"allowed {max_run_level_drop} in one run")
+            if not c >= -run_drop_limit.value:
+                failures.append((f"seed {r.spec.seed}: level {level} best |corr| fell by {-c:.3f}, "
+                                 f"allowed {run_drop_limit.value} in one run", run_drop_limit, -c,
+                                 f"seed {r.spec.seed}, level {level}"))
     fraction = sum(r.final.fraction_of_ceiling()[0] for r in results) / n
-    if not fraction >= min_mean_root_fraction:
-        failures.append(f"trained root-level recovery is {fraction:.3f} of the Bayes ceiling on average, "
-                        f"need >= {min_mean_root_fraction}")
+    if not fraction >= fraction_limit.value:
+        failures.append((f"trained root-level recovery is {fraction:.3f} of the Bayes ceiling on average, "
+                         f"need >= {fraction_limit.value}", fraction_limit, fraction, "level 0"))
     if failures:
-        raise IdentityViolation(f"HLTM latent recovery [{context}] failed:\n  " + "\n  ".join(failures)
-                                + "\nper run:\n" + recovery_table(results))
+        _fail_first("HLTM latent recovery", failures, f"HLTM latent recovery [{context}] failed:\n  "
+                    + "\n  ".join(m for m, *_ in failures) + "\nper run:\n" + recovery_table(results), context)
 
 
 def check_paired_improvement(better: list, worse: list, *, what: str, min_raw_gap: float, min_fraction_gap: float,
@@ -124,7 +136,8 @@ def check_paired_improvement(better: list, worse: list, *, what: str, min_raw_ga
     __tracebackhide__ = True
     if [r.spec.seed for r in better] != [r.spec.seed for r in worse]:
         raise BadInput("a paired comparison needs the same seeds in the same order")
-    min_raw_gap, min_fraction_gap = float(min_raw_gap), float(min_fraction_gap)
+    raw_limit, fraction_limit = as_threshold(min_raw_gap), as_threshold(min_fraction_gap)
+    min_raw_gap, min_fraction_gap = raw_limit.value, fraction_limit.value
     raw = [b.final.per_level()[level] - w.final.per_level()[level] for b, w in zip(better, worse)]
     frac = [b.final.fraction_of_ceiling()[level] - w.final.fraction_of_ceiling()[level] for b, w in zip(better, worse)]
     mean_raw, mean_frac = sum(raw) / len(raw), sum(frac) / len(frac)
@@ -133,10 +146,11 @@ def check_paired_improvement(better: list, worse: list, *, what: str, min_raw_ga
             f"  seed {b.spec.seed}: {w.final.per_level()[level]:.3f} -> {b.final.per_level()[level]:.3f} (gap {g:+.3f}); "
             f"of ceiling {w.final.fraction_of_ceiling()[level]:.3f} -> {b.final.fraction_of_ceiling()[level]:.3f} "
             f"(gap {f:+.3f})" for b, w, g, f in zip(better, worse, raw, frac))
-        raise IdentityViolation(
-            f"{what} [{context}]: mean paired gap of the trained level-{level} best |corr| is {mean_raw:+.3f} raw "
-            f"(need >= {min_raw_gap}) and {mean_frac:+.3f} as a fraction of the ceiling (need >= {min_fraction_gap}); "
-            f"{sum(g > 0 for g in raw)}/{len(raw)} pairs positive\n{rows}")
+        text = (f"{what} [{context}]: mean paired gap of the trained level-{level} best |corr| is {mean_raw:+.3f} raw "
+                f"(need >= {min_raw_gap}) and {mean_frac:+.3f} as a fraction of the ceiling (need >= "
+                f"{min_fraction_gap}); {sum(g > 0 for g in raw)}/{len(raw)} pairs positive\n{rows}")
+        _fail_first(what, [(text, raw_limit, mean_raw, f"level {level}")] if mean_raw < min_raw_gap else
+                    [(text, fraction_limit, mean_frac, f"level {level}")], text, context)
     return {"raw": raw, "fraction": frac}
 
 
@@ -155,13 +169,15 @@ def check_selectivity_amplified(results: list, *, min_growth: float = SHARE_MIN_
     explained by z0 (for the top layer, w^T OP w over the total variance) by a geometric mean over runs of more
     than ``min_growth``. Returns the per-run (before, after)."""
     __tracebackhide__ = True
-    min_growth = float(min_growth)
+    limit = as_threshold(min_growth)
+    min_growth = limit.value
     shares = [root_explained_share(r) for r in results]
     growth = math.exp(sum(math.log(b / a) for a, b in shares) / len(shares))
     if not growth > min_growth:
         rows = "\n".join(f"  seed {r.spec.seed}: {a:.3f} -> {b:.3f} (x{b / a:.2f})" for r, (a, b) in zip(results, shares))
-        raise IdentityViolation(f"share of the root group's variance explained by z0 [{context}]: geometric-mean "
-                                f"growth x{growth:.3f} over {len(shares)} runs, need > x{min_growth}\n{rows}")
+        text = (f"share of the root group's variance explained by z0 [{context}]: geometric-mean growth "
+                f"x{growth:.3f} over {len(shares)} runs, need > x{min_growth}\n{rows}")
+        _fail_first("selectivity amplified", [(text, limit, growth, "level 0")], text, context)
     return shares
 
 
@@ -176,9 +192,9 @@ def check_levels_rise(results: list, *, min_mean_gains: dict, context: str = "")
         raise BadInput("no runs to check")
     means = [sum(r.final.per_level()[l] - r.initial.per_level()[l] for r in results) / n
              for l in range(results[0].spec.depth)]
-    failures = [f"level {l}: mean gain {means[l]:+.3f} over {n} runs, need > {float(m):+}"
-                for l, m in sorted(min_mean_gains.items()) if not means[l] > float(m)]
+    failures = [(f"level {l}: mean gain {means[l]:+.3f} over {n} runs, need > {float(m):+}", as_threshold(m),
+                 means[l], f"level {l}") for l, m in sorted(min_mean_gains.items()) if not means[l] > float(m)]
     if failures:
-        raise IdentityViolation(f"HLTM level-wise recovery [{context}] failed:\n  " + "\n  ".join(failures)
-                                + "\nper run:\n" + recovery_table(results))
+        _fail_first("HLTM level-wise recovery", failures, f"HLTM level-wise recovery [{context}] failed:\n  "
+                    + "\n  ".join(m for m, *_ in failures) + "\nper run:\n" + recovery_table(results), context)
     return means

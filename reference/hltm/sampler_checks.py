@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from scipy.stats import norm
 
-from dualnet_ssl.errors import BadInput, IdentityViolation
+from dualnet_ssl.compare import fail
+from dualnet_ssl.errors import BadInput
 from dualnet_ssl.hltm.model import HLTM, enumerate_leaves
 from dualnet_ssl.seeding import make_generator
 from dualnet_ssl.thresholds import Z_SCORE_FALSE_ALARM
@@ -32,11 +33,12 @@ def _check_z_scores(estimate: torch.Tensor, expected: torch.Tensor, stderr: torc
     z_max = float(z.flatten()[worst])
     if not z_max <= limit:
         where = what + (f" [{context}]" if context else "")
-        raise IdentityViolation(
-            f"{where}: {int((z > limit).sum())}/{int(compared.sum())} entries beyond {limit:.2f} standard errors "
-            f"(one-comparison rate of {float(Z_SCORE_FALSE_ALARM):g} sigma, Bonferroni); worst {label(worst)}: sampled "
-            f"{float(estimate.flatten()[worst]):.5f} vs exact {float(expected.flatten()[worst]):.5f}, z = {z_max:.1f} "
-            f"(stderr {float(stderr.flatten()[worst]):.2e})")
+        text = (f"{where}: {int((z > limit).sum())}/{int(compared.sum())} entries beyond {limit:.2f} standard errors "
+                f"(one-comparison rate of {float(Z_SCORE_FALSE_ALARM):g} sigma, Bonferroni); worst {label(worst)}: "
+                f"sampled {float(estimate.flatten()[worst]):.5f} vs exact {float(expected.flatten()[worst]):.5f}, "
+                f"z = {z_max:.1f} (stderr {float(stderr.flatten()[worst]):.2e})")
+        fail(what, text, limit=Z_SCORE_FALSE_ALARM, allowed=f"|z| <= {limit:.2f} (Bonferroni over "
+             f"{int(compared.sum())})", figure=z_max, context=context, where=label(worst), text=text)
     return z_max
 
 
