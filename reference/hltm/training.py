@@ -3,7 +3,6 @@ ensemble of SGD runs on fresh pairs, on any device."""
 from __future__ import annotations
 
 import copy
-import time
 from dataclasses import dataclass, field
 
 import torch
@@ -38,18 +37,18 @@ class TrainSpec:
     seed: int = 0
     dtype: torch.dtype = torch.float32
 
-    def describe(self) -> str:
+    def describe(self, seeds: str | None = None) -> str:
+        """The settings, with this run's seed or, for a group of runs, ``seeds``."""
         extra = ("" if self.share_root else ", share_root=False") + (", bias=True" if self.bias else "")
+        seed = f"seed={self.seed}" if seeds is None else f"seeds={seeds}"
         return (f"depth={self.depth}, c={self.branching}, delta=[{self.delta_lower}, {self.delta_upper}], "
                 f"hid={self.hid}, steps={self.steps}, batch={self.batch}, lr={self.lr}, tau={self.tau}, "
-                f"loss={self.loss}, seed={self.seed}{extra}")
+                f"loss={self.loss}, {seed}{extra}")
 
 
 def describe_runs(results: list) -> str:
     """The settings of a group of runs and their seeds, for failure messages."""
-    first = results[0].spec.describe().replace(f"seed={results[0].spec.seed}", "seeds=" + ",".join(
-        str(r.spec.seed) for r in results))
-    return first
+    return results[0].spec.describe(seeds=",".join(str(r.spec.seed) for r in results))
 
 
 @dataclass
@@ -61,7 +60,6 @@ class TrainResult:
     initial: LatentRecovery
     final: LatentRecovery
     initial_state: dict = field(repr=False, default_factory=dict)
-    seconds: float = 0.0
 
 
 class BiasedTreeNet(TreeMirrorNet):
@@ -129,6 +127,9 @@ def pair_loss(spec: TrainSpec, anchor: torch.Tensor, positive: torch.Tensor, neg
 
 
 _PER_RUN_FIELDS = ("seed", "delta_lower", "delta_upper", "share_root")
+STEPS_PER_DRAW = 250
+"""Training pairs are drawn for this many steps at a time: one sampler call per block, memory bounded by
+STEPS_PER_DRAW x batch rows per run."""
 """Runs trained together as one ensemble may differ only in these fields."""
 
 
@@ -145,7 +146,6 @@ def train_many(specs: list, progress=None, device="cpu") -> list:
     Initial weights and pairs are drawn on the CPU (the same on every device); the SGD steps run on
     ``device``; the returned networks live on the CPU.
     """
-    start = time.perf_counter()
     spec = specs[0]
     for other in specs:
         differing = [f for f in TrainSpec.__dataclass_fields__ if f not in _PER_RUN_FIELDS
@@ -161,9 +161,8 @@ def train_many(specs: list, progress=None, device="cpu") -> list:
     forward = vmap(lambda p, x: functional_call(template, p, (x,)))
     generators = [make_generator(derive_seed(s.seed, "data")) for s in specs]
     with one_intra_op_thread():
-        chunk = 250
-        for first in range(0, spec.steps, chunk):
-            n_steps = min(chunk, spec.steps - first)
+        for first in range(0, spec.steps, STEPS_PER_DRAW):
+            n_steps = min(STEPS_PER_DRAW, spec.steps - first)
             drawn = [model.sample_pairs(n_steps * spec.batch, g, share_root=s.share_root, dtype=spec.dtype)[:3]
                      for s, (model, _, _), g in zip(specs, built, generators)]
             anchor, positive, negative = (torch.stack(views).to(device) for views in zip(*drawn))  # (runs, rows, leaves)
@@ -178,14 +177,12 @@ def train_many(specs: list, progress=None, device="cpu") -> list:
                         p.sub_(spec.lr * grad)                                    # plain SGD
             if progress is not None:
                 progress(n_steps)
-    seconds = time.perf_counter() - start
     results = []
     for i, (s, (model, net, data)) in enumerate(zip(specs, built)):
         net.load_state_dict({k: v[i].detach().cpu() for k, v in params.items()})
         if not all(torch.isfinite(p).all() for p in net.parameters()):
             raise BadInput(f"training diverged (non-finite weights): {s.describe()}")
-        results.append(TrainResult(s, model, net, data, initial[i], latent_recovery(net, data), initial_states[i],
-                                   seconds / len(specs)))
+        results.append(TrainResult(s, model, net, data, initial[i], latent_recovery(net, data), initial_states[i]))
     return results
 
 
