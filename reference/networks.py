@@ -218,15 +218,25 @@ class TreeMirrorNet(nn.Module):
             raise BadInput(f"TreeMirrorNet expects inputs of shape (batch, {self.n_leaves}), got {tuple(x.shape)}")
         pres, used = [None] * self.depth, [None] * self.depth
         h = x
-        for i, w in enumerate(self.weights):
+        for i in range(len(self.weights)):
             level = self.depth - 1 - i
-            pre = torch.einsum("bgi,goi->bgo", h.reshape(x.shape[0], w.shape[0], w.shape[2]), w)
+            pre = self.group_pre_activation(i, h)
             pres[level] = pre
             if level > 0:
-                d = gates[level] if gates is not None else gate(pre, self.negative_slope)
+                d = gates[level] if gates is not None else self.level_gate(level, pre)
                 used[level] = d
                 h = d * pre
         return pres, used
+
+    def group_pre_activation(self, i: int, h: torch.Tensor) -> torch.Tensor:
+        """The pre-activations (batch, groups, hid) of weight layer ``i`` (counted from the leaves) on input ``h``;
+        a subclass adds what its groups add (a bias)."""
+        w = self.weights[i]
+        return torch.einsum("bgi,goi->bgo", h.reshape(h.shape[0], w.shape[0], w.shape[2]), w)
+
+    def level_gate(self, level: int, pre: torch.Tensor) -> torch.Tensor:
+        """psi'(pre) at ``level`` (1..L-1) when no gates are given; a subclass may fix some levels' gates."""
+        return gate(pre, self.negative_slope)
 
     def pre_activations(self, x: torch.Tensor) -> list[torch.Tensor]:
         """f~ of every group, listed by level 0..L-1, each (batch, c^l, hid)."""

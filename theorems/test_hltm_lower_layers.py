@@ -87,7 +87,7 @@ def test_operator_check_rejects_a_wrong_path_polarity(seed, monkeypatch):
 class IgnoresPatterns(lower_layers.ConstantGatesAbove):
     """The operator of the network's own ReLU gates, while the closed form assumes the fixed patterns."""
 
-    forward_cache = TreeMirrorNet.forward_cache
+    level_gate = TreeMirrorNet.level_gate
 
 
 def test_operator_check_rejects_x_dependent_gates(seed, monkeypatch):

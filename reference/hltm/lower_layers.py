@@ -21,7 +21,7 @@ from dualnet_ssl.compare import assert_identity, fail
 from dualnet_ssl.errors import BadInput
 from dualnet_ssl.hltm.metrics import selectivity
 from dualnet_ssl.hltm.model import HLTM, EvalSet, brute_force_leaf_tables, enumerate_leaves
-from dualnet_ssl.networks import TreeMirrorNet, gate, output_with_layer
+from dualnet_ssl.networks import TreeMirrorNet, output_with_layer
 from dualnet_ssl.seeding import make_generator
 from dualnet_ssl.thresholds import as_threshold
 
@@ -40,21 +40,9 @@ class ConstantGatesAbove(TreeMirrorNet):
                                f"{net.hid}) and 0 < level < depth {net.depth}; got {tuple(pattern.shape)}")
         self.patterns = dict(patterns)
 
-    def forward_cache(self, x, gates=None):
-        if x.dim() != 2 or x.shape[1] != self.n_leaves:
-            raise BadInput(f"TreeMirrorNet expects inputs of shape (batch, {self.n_leaves}), got {tuple(x.shape)}")
-        pres, used = [None] * self.depth, [None] * self.depth
-        h = x
-        for i, w in enumerate(self.weights):
-            level = self.depth - 1 - i
-            pre = torch.einsum("bgi,goi->bgo", h.reshape(x.shape[0], w.shape[0], w.shape[2]), w)
-            pres[level] = pre
-            if level > 0:
-                pattern = self.patterns.get(level)
-                d = gate(pre, self.negative_slope) if pattern is None else pattern.to(pre.dtype)[None].expand_as(pre)
-                used[level] = d
-                h = d * pre
-        return pres, used
+    def level_gate(self, level: int, pre: torch.Tensor) -> torch.Tensor:
+        pattern = self.patterns.get(level)
+        return super().level_gate(level, pre) if pattern is None else pattern.to(pre.dtype)[None].expand_as(pre)
 
 
 def random_gate_patterns(net: TreeMirrorNet, top_level: int, *, seed: int, linear: bool = False) -> dict:

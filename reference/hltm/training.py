@@ -79,20 +79,8 @@ class BiasedTreeNet(TreeMirrorNet):
                 biases.append(torch.nn.Parameter(b.to(dtype=dtype, device=device)))
         self.biases = torch.nn.ParameterList(biases)
 
-    def forward_cache(self, x, gates=None):
-        if x.dim() != 2 or x.shape[1] != self.n_leaves:
-            raise BadInput(f"TreeMirrorNet expects inputs of shape (batch, {self.n_leaves}), got {tuple(x.shape)}")
-        pres, used = [None] * self.depth, [None] * self.depth
-        h = x
-        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
-            level = self.depth - 1 - i
-            pre = torch.einsum("bgi,goi->bgo", h.reshape(x.shape[0], w.shape[0], w.shape[2]), w) + b
-            pres[level] = pre
-            if level > 0:
-                d = gates[level] if gates is not None else (pre > 0).to(pre.dtype)
-                used[level] = d
-                h = d * pre
-        return pres, used
+    def group_pre_activation(self, i: int, h: torch.Tensor) -> torch.Tensor:
+        return super().group_pre_activation(i, h) + self.biases[i]
 
 
 def network(spec: TrainSpec) -> TreeMirrorNet:
