@@ -8,6 +8,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, settings
 
+from dualnet_ssl.compare import Context
 from dualnet_ssl.seeding import seed_from_text
 
 # Regression-check mode: --ssl-loss / --ssl-model / --ssl-report (docs/REGRESSION.md).
@@ -94,10 +95,14 @@ def _seed_prefix(request) -> str:
 
 @pytest.fixture
 def repro(request, device):
-    """Build the reproduction line a failure message carries: the test id, the device and any case details."""
-    def line(**details) -> str:
+    """Build the reproduction line a failure message carries: the test id, the device and any case details. It is
+    a ``Context``: the seed (a ``seed=`` detail) and the reproduce command are also fields of a failure record."""
+    def line(**details) -> Context:
         case = ", ".join(f"{k}={v}" for k, v in details.items())
-        return f"{case}; reproduce: {_seed_prefix(request)}pytest '{request.node.nodeid}' --device {device.type}"
+        command = f"{_seed_prefix(request)}pytest '{request.node.nodeid}' --device {device.type}"
+        seed = details.get("seed")
+        return Context(f"{case}; reproduce: {command}", seed=seed if isinstance(seed, int) else None,
+                       reproduce=command)
     return line
 
 

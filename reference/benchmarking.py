@@ -10,11 +10,12 @@ from functools import lru_cache
 
 import torch
 
-from dualnet_ssl.compare import assert_identity
+from dualnet_ssl.compare import assert_identity, identity_passed
 from dualnet_ssl.distributions import gaussian_augmented
 from dualnet_ssl.losses import infonce, simple
 from dualnet_ssl.networks import BiasFreeMLP
 from dualnet_ssl.operators import expected_loss_neg_gradient, operator_dense, operator_times, residue
+from dualnet_ssl.results import CheckResult
 from dualnet_ssl.training import expected_loss, gradient_step
 
 N_OUT, LAYER = 8, "weights.1"
@@ -43,16 +44,19 @@ def case(width: int, device_type: str):
     return net, data, w, refs
 
 
-def check_against_reference(result, refs, theorem: str, path: str, *, context: str) -> None:
+def check_against_reference(result, refs, theorem: str, path: str, *, context: str) -> CheckResult:
     """Fast but wrong is no good: a timed result must equal the other path's (structured vs dense), or, for the
     training step, the exact E[L]."""
     __tracebackhide__ = True
     if path == "train_step":
-        assert_identity(torch.as_tensor(result, dtype=torch.float64), refs[(theorem, path)].cpu(),
-                        what="E[L] returned by the training step", context=context)
+        expected = refs[(theorem, path)].cpu()
+        what = "E[L] returned by the training step"
+        rel = assert_identity(torch.as_tensor(result, dtype=torch.float64), expected, what=what, context=context)
     else:
         other = "dense" if path == "structured" else "structured"
-        assert_identity(result, refs[(theorem, other)], what=f"{path} vs {other}", context=context)
+        expected, what = refs[(theorem, other)], f"{path} vs {other}"
+        rel = assert_identity(result, expected, what=what, context=context)
+    return identity_passed(what, rel, expected.dtype, "exact", context)
 
 
 def target(theorem: str, path: str, net, data, w):

@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import torch
 
-from dualnet_ssl.compare import assert_identity
+from dualnet_ssl.compare import Context, assert_identity, identity_passed
 from dualnet_ssl.connection import connection_dense
 from dualnet_ssl.distributions import DiscreteAugmentedData
 from dualnet_ssl.errors import BadInput
 from dualnet_ssl.networks import BiasFreeMLP
 from dualnet_ssl.operators import operator_times, residue
+from dualnet_ssl.results import CheckResult
 from dualnet_ssl.seeding import derive_seed, make_generator
 
 AUGMENTED_COORDINATE = 0
@@ -67,20 +68,21 @@ def output_spread(net: BiasFreeMLP, data: DiscreteAugmentedData) -> float:
 
 def check_main_term_pins_pair_mass(net: BiasFreeMLP, name: str, data: DiscreteAugmentedData, loss, *,
                                    n_negatives: int = 1, pair_mass: torch.Tensor | None = None,
-                                   context: str = "") -> float:
+                                   context: str = "") -> CheckResult:
     """Theorem 4 on an exactly invariant network: -dE[L]/dw_l (autograd through the enumerated loss) equals
     2 OP_l w_l with OP_l built from ``pair_mass`` (default: the loss's own mass, sum over the H negatives of
     E[beta_k], from the enumeration) by the structured product. Evidence: theta is 0 here by the theorem, not by
     construction, and only the right pair mass passes (docs/THEORY.md §7)."""
     __tracebackhide__ = True
-    where = f"Theorem 4 on an invariant network, loss {loss}, layer {name}, H={n_negatives}" + \
-            (f", {context}" if context else "")
+    where = Context.of(context).within(f"Theorem 4 on an invariant network, loss {loss}", f"layer {name}",
+                                       f"H={n_negatives}", where=f"layer {name}")
     spread = output_spread(net, data)
     if spread != 0.0:
         raise BadInput(f"the network is not invariant to the augmentation (output spread {spread:.3e}) [{where}]")
     split = residue(net, name, data, loss, n_negatives)
     mass = split.pair_mass if pair_mass is None else pair_mass
     main = 2 * operator_times(net, name, data, pair_mass=mass)
-    return assert_identity(split.neg_gradient, main, kind="gradient",
-                           what="-dE[L]/dw_l (autograd) vs 2 OP_l w_l (theta must be 0 on an invariant network)",
-                           context=where)
+    rel = assert_identity(split.neg_gradient, main, kind="gradient",
+                          what="-dE[L]/dw_l (autograd) vs 2 OP_l w_l (theta must be 0 on an invariant network)",
+                          context=where)
+    return identity_passed("Theorem 4 on an invariant network, theta = 0", rel, main.dtype, "gradient", where)

@@ -18,14 +18,19 @@ route from ``operators.residue`` (autograd through the enumerated loss, structur
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
 
 from dualnet_ssl.connection import connection_dense
 from dualnet_ssl.distributions import DiscreteAugmentedData, view_outputs
-from dualnet_ssl.errors import BadInput, IdentityViolation
+from dualnet_ssl.compare import fail, passed
+from dualnet_ssl.errors import BadInput
 from dualnet_ssl.losses import PairLoss
+from dualnet_ssl.results import CheckResult
+from dualnet_ssl.thresholds import EXACT_FINITE
+from dualnet_ssl.tolerances import Tolerance
 
 
 @dataclass(frozen=True)
@@ -68,13 +73,20 @@ def residue_by_tuples(net, name: str, data: DiscreteAugmentedData, loss: PairLos
     return ResidueByTuples(theta, bound)
 
 
-def check_residue_bound(theta_norm: float, bound: float, *, slack: float, context: str = "") -> float:
-    """||theta_l|| <= bound (up to ``slack``, relative rounding); returns the tightness ||theta|| / bound."""
+def check_residue_bound(theta_norm: float, bound: float, *, slack: Tolerance, context: str = "") -> CheckResult:
+    """Theorem 4's residue bound: ||theta_l|| <= bound, up to the relative rounding ``slack.rtol`` (a tolerance from
+    the table); the passing record's figure is the tightness ||theta|| / bound."""
     __tracebackhide__ = True
-    if not (theta_norm == theta_norm and bound == bound):
-        raise IdentityViolation(f"the residue bound got a non-finite figure (||theta|| {theta_norm}, bound {bound}) "
-                                f"[{context}]")
-    if theta_norm > bound * (1 + slack):
-        raise IdentityViolation(f"||theta_l|| = {theta_norm:.6e} exceeds its bound {bound:.6e} by the augmentation "
-                                f"spread (docs/THEORY.md §7) [{context}]; allowed relative slack {slack:g}")
-    return theta_norm / bound if bound > 0 else 0.0
+    check = "||theta_l|| <= its bound by the augmentation spread"
+    if not (math.isfinite(theta_norm) and math.isfinite(bound)):
+        fail(check, f"non-finite figure (||theta|| {theta_norm}, bound {bound})", limit=EXACT_FINITE,
+             allowed="finite", figure=float("nan"), context=context,
+             text=f"the residue bound got a non-finite figure (||theta|| {theta_norm}, bound {bound}) [{context}]")
+    allowed = f"||theta|| <= bound * (1 + {slack.rtol:g})"
+    if theta_norm > bound * (1 + slack.rtol):
+        fail(check, f"||theta_l|| = {theta_norm:.6e} exceeds its bound {bound:.6e}", limit=slack, allowed=allowed,
+             figure=theta_norm / bound, context=context,
+             text=f"||theta_l|| = {theta_norm:.6e} exceeds its bound {bound:.6e} by the augmentation spread "
+                  f"(docs/THEORY.md §7) [{context}]; allowed relative slack {slack.rtol:g}")
+    return passed(check, limit=slack, allowed=allowed, figure=theta_norm / bound if bound > 0 else 0.0,
+                  context=context, message="tightness ||theta|| / bound")

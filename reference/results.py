@@ -7,7 +7,8 @@ so nothing is ever rebuilt by parsing a message string.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Mapping
 
 STATUSES = ("pass", "fail", "not_applicable")
 
@@ -26,7 +27,8 @@ class CheckResult:
     figure applies; ``tolerance`` / ``tolerance_reason``: what was allowed and why; ``where``: the
     worst place (layer, pair, index); ``seed``; ``message``: the explanation and hint, without the
     tolerance (``summary()`` states it once); ``subject`` / ``network``: what was checked;
-    ``reproduce``: a command that reruns it.
+    ``reproduce``: a command that reruns it; ``details``: further figures by name (a theorem checker's rank,
+    eigenvalues, per-step alignment, ...).
     """
 
     check: str
@@ -40,6 +42,7 @@ class CheckResult:
     subject: str = ""
     network: str | None = None
     reproduce: str = ""
+    details: Mapping[str, object] = field(default_factory=dict, hash=False)
 
     def __post_init__(self):
         if self.status not in STATUSES:

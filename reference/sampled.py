@@ -13,12 +13,13 @@ from torch import nn
 from torch.func import functional_call, jacrev
 
 from dualnet_ssl.checks import loglog_slope
-from dualnet_ssl.compare import assert_identity
+from dualnet_ssl.compare import Context, assert_identity, fail, passed
 from dualnet_ssl.connection import _param
 from dualnet_ssl.distributions import DiscreteAugmentedData
-from dualnet_ssl.errors import BadInput, IdentityViolation
+from dualnet_ssl.errors import BadInput
 from dualnet_ssl.losses import pair_distance, simple
 from dualnet_ssl.operators import operator_times
+from dualnet_ssl.results import CheckResult
 from dualnet_ssl.seeding import make_generator
 from dualnet_ssl.thresholds import SAMPLED_MIN_POWER, SAMPLED_TRACE_ERROR, Z_SCORE_FALSE_ALARM
 
@@ -73,7 +74,7 @@ def power_against_trace_error(stderr: float, relative_error: float = float(SAMPL
 
 def check_sampled_error_rate(net: nn.Module, name: str, data: DiscreteAugmentedData, *, batch_sizes, n_batches: int,
                              seed: int, per_tuple: Callable = per_tuple_gradients, trace: Callable = covariance_trace,
-                             sampler: Callable = iid_batch_counts, context: str = "") -> dict:
+                             sampler: Callable = iid_batch_counts, context: str = "") -> CheckResult:
     """Sampled-batch gradients g_B of L_simp are unbiased for g = -2 V[Kbar] w (Theorem 3, docs/THEORY.md §6), with
     E[B ||g_B - g||^2] = tr(Sigma): the error falls like 1/sqrt(B).
 
@@ -83,10 +84,13 @@ def check_sampled_error_rate(net: nn.Module, name: str, data: DiscreteAugmentedD
     B ||g_B - g||^2 / tr(Sigma) lies within Z_SCORE_FALSE_ALARM standard errors of 1 (false alarm 6.3e-5 per
     comparison). The pooled test's power against a SAMPLED_TRACE_ERROR (5%) error in tr(Sigma) is computed from its
     measured standard error (``power_against_trace_error``); below SAMPLED_MIN_POWER the check refuses to run.
-    Returns per-B ratios, the power, and the fitted log-log slope of the RMS error (1/sqrt(B) gives -0.5).
+    Returns a CheckResult whose ``details`` hold the per-B ratios, the power, and the fitted log-log slope of the RMS
+    error (1/sqrt(B) gives -0.5).
     """
     __tracebackhide__ = True
-    where = ", ".join(p for p in ("Theorem 3, sampled batches", f"layer {name}", f"seed={seed}", context) if p)
+    line = Context.of(context)
+    where = Context(line, seed=seed if line.seed is None else line.seed, reproduce=line.reproduce).within(
+        "Theorem 3, sampled batches", f"layer {name}", f"seed={seed}", where=f"layer {name}")
     grads, probs = per_tuple(net, name, data)
     exact = -2 * operator_times(net, name, data).detach()
     mean = probs @ grads
@@ -111,11 +115,16 @@ def check_sampled_error_rate(net: nn.Module, name: str, data: DiscreteAugmentedD
                        f"{float(SAMPLED_TRACE_ERROR):.0%} error in tr(Sigma) is below {float(SAMPLED_MIN_POWER)}; "
                        f"use more than {n_batches} batches [{where}]")
     checks = [("pooled over B", pooled, pooled_err)] + [(f"B={b}", ratios[b], stderrs[b]) for b in batch_sizes]
+    rms = [math.sqrt(ratios[b] * float(trace_sigma) / b) for b in batch_sizes]
+    details = {"ratio_by_batch": ratios, "pooled_ratio": pooled, "pooled_stderr": pooled_err, "power_at_5pct": power,
+               "trace_sigma": float(trace_sigma), "loglog_slope": loglog_slope(list(batch_sizes), rms)}
+    allowed = f"|ratio - 1| <= {z:g} standard errors"
     for label, value, err in checks:
         if abs(value - 1.0) > z * err:
-            raise IdentityViolation(
-                f"E[B ||g_B - g||^2] / tr(Sigma) = {value:.4f} +- {err:.4f} ({label}), expected 1 within {z:g} "
-                f"standard errors (false-alarm rate 6.3e-5) [{where}]")
-    rms = [math.sqrt(ratios[b] * float(trace_sigma) / b) for b in batch_sizes]
-    return {"ratio_by_batch": ratios, "pooled_ratio": pooled, "pooled_stderr": pooled_err, "power_at_5pct": power,
-            "trace_sigma": float(trace_sigma), "loglog_slope": loglog_slope(list(batch_sizes), rms)}
+            fail("E[B ||g_B - g||^2] / tr(Sigma) = 1", f"{value:.4f} +- {err:.4f} ({label})", limit=Z_SCORE_FALSE_ALARM,
+                 allowed=allowed, figure=abs(value - 1.0) / err, context=where, where=f"layer {name}, {label}",
+                 details=details, text=f"E[B ||g_B - g||^2] / tr(Sigma) = {value:.4f} +- {err:.4f} ({label}), expected "
+                                       f"1 within {z:g} standard errors (false-alarm rate 6.3e-5) [{where}]")
+    return passed("Theorem 3, sampled batches", limit=Z_SCORE_FALSE_ALARM, allowed=allowed,
+                  figure=abs(pooled - 1.0) / pooled_err, context=where, details=details,
+                  message="pooled |ratio - 1| in standard errors")

@@ -191,3 +191,37 @@ FLOAT32_GROSS_FACTOR = Threshold(
     "below the declared tau a finite float32 error fails only beyond this many times the allowed error: a silent "
     "gross error (a gradient off by percents, as a saturating cap gives) fails, while a slight precision loss at "
     "a temperature the user does not train at is reported, so the verdict does not depend on the probe's draw")
+
+# ---- exact claims of the core theorem checkers (reference/checks.py, training.py, residue_bound.py) ----
+# Not measurements: bounds that hold exactly, so nothing is allowed past them. Each names the claim it holds.
+
+EXACT_SIGN = Threshold(
+    0.0, measured="none: exact (Theorem 2, docs/THEORY.md §5)", seeds="none",
+    reason="dL/dr_+ > 0 and every dL/dr_k- < 0 strictly; rounding cannot flip the sign of a weight that is not 0 "
+           "in exact arithmetic, so a weight at or past 0 is a wrong loss")
+EXACT_PAIR_MASS_SIGN = Threshold(
+    0.0, measured="none: exact (Theorem 4 main term, docs/THEORY.md §7)", seeds="none",
+    reason="the pair mass sums probabilities times balanced weights, each >= 0; a negative entry means negatives "
+           "that attract")
+EXACT_RANK_EXCESS = Threshold(
+    0.0, measured="none: exact (docs/THEORY.md §6)", seeds="none",
+    reason="rank(OP_l) <= (N-1) n_L: the N centred terms span at most (N-1) n_L directions; the rank counts "
+           "eigenvalues above tolerances.RANK_RELATIVE_CUTOFF of the largest, so no extra direction is allowed")
+EXACT_STRICT_RISE = Threshold(
+    0.0, measured="none: a strict ordering (each step's increase must exceed it)", seeds="none",
+    reason="the power iteration's alignment with OP's top eigenvector grows every step for any PSD OP; ||theta|| "
+           "and ||theta||/||2 OP w|| rose strictly with the augmentation strength in every measured sweep "
+           "(RESIDUE_MIN_EXPONENT, DIGITS_MLP_EXPONENT_LOW)")
+EXACT_FINITE = Threshold(
+    0.0, measured="none: a rule", seeds="none",
+    reason="a NaN or inf figure is a failure, never a pass: no comparison with it can hold")
+EXACT_MIN_RECORDS = Threshold(
+    2.0, measured="none: a rule", seeds="none", reason="a drop from first to last needs two recorded steps")
+
+
+def as_threshold(value: Threshold | float) -> Threshold:
+    """``value`` itself when it is a table entry; a caller's own number otherwise, marked so in a failure record."""
+    if isinstance(value, Threshold):
+        return value
+    return Threshold(float(value), measured="none: given by the caller", seeds="unknown",
+                     reason="a caller's value, not an entry of this table")

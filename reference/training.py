@@ -17,11 +17,14 @@ from torch import nn
 
 from dualnet_ssl.distributions import (DiscreteAugmentedData, enumerate_loss, gaussian_augmented, view_outputs,
                                        view_pair_distances)
-from dualnet_ssl.errors import BadInput, IdentityViolation
+from dualnet_ssl.compare import Context, fail, passed
+from dualnet_ssl.errors import BadInput
 from dualnet_ssl.networks import BiasFreeMLP, layer_names
 from dualnet_ssl.operators import residue
 from dualnet_ssl.seeding import derive_seed
-from dualnet_ssl.thresholds import RESIDUE_MIN_FINAL_RATIO, RESIDUE_MIN_SPREAD_DROP, RESIDUE_MIN_THETA_DROP
+from dualnet_ssl.results import CheckResult
+from dualnet_ssl.thresholds import (EXACT_FINITE, EXACT_MIN_RECORDS, RESIDUE_MIN_FINAL_RATIO, RESIDUE_MIN_SPREAD_DROP,
+                                    RESIDUE_MIN_THETA_DROP, Threshold, as_threshold)
 
 PROTOTYPE_WIDTHS = (8, 16, 16, 6)
 """docs/THEORY.md §7 training setup: an 8-16-16-6 MLP, 6 samples, 4 augmentations, sigma 0.3."""
@@ -144,10 +147,11 @@ def format_table(rows: list[tuple[str, Trajectory]], layer: str) -> str:
 
 
 def check_residue_shrinks(traj: Trajectory, context: str = "", *, layers: list[str] | None = None,
-                          min_theta_drop: float = RESIDUE_MIN_THETA_DROP.value,
-                          min_spread_drop: float = RESIDUE_MIN_SPREAD_DROP.value,
-                          min_final_ratio: float = RESIDUE_MIN_FINAL_RATIO.value) -> dict[str, float]:
-    """Raise ``IdentityViolation`` unless the run shows what docs/THEORY.md §7 measured; return the measured values.
+                          min_theta_drop: Threshold | float = RESIDUE_MIN_THETA_DROP,
+                          min_spread_drop: Threshold | float = RESIDUE_MIN_SPREAD_DROP,
+                          min_final_ratio: Threshold | float = RESIDUE_MIN_FINAL_RATIO) -> CheckResult:
+    """Theorem 4 during training: fail unless the run shows what docs/THEORY.md §7 measured; return a CheckResult
+    whose ``details`` hold the measured drops and final ratios.
 
     Per layer: ||theta_l|| falls by ``min_theta_drop``; the final ||theta_l|| / ||2 OP_l w_l|| is at least
     ``min_final_ratio``. For the outputs: E[r_+]/E[r_-] falls by ``min_spread_drop``. Drops compare the first
@@ -155,10 +159,15 @@ def check_residue_shrinks(traj: Trajectory, context: str = "", *, layers: list[s
     thresholds, with the measurements and seeds that set them, are in ``dualnet_ssl.thresholds``.
     """
     __tracebackhide__ = True
+    min_theta_drop, min_spread_drop, min_final_ratio = (as_threshold(t) for t in
+                                                        (min_theta_drop, min_spread_drop, min_final_ratio))
     where = f"Theorem 4 residue during training ({traj.description})"
-    tail = f" [{context}]" if context else ""
+    line = Context.of(context)
+    tail = f" [{line}]" if line else ""
     if len(traj.steps) < 2:
-        raise IdentityViolation(f"{where}: need at least 2 recorded steps, got {len(traj.steps)}{tail}")
+        message = f"need at least 2 recorded steps, got {len(traj.steps)}"
+        fail(where, message, limit=EXACT_MIN_RECORDS, allowed=">= 2 recorded steps", figure=len(traj.steps),
+             context=line, text=f"{where}: {message}{tail}")
     names = traj.layers if layers is None else layers
     series = {"E[L]": np.asarray(traj.expected_loss), "E[r_+]": np.asarray(traj.r_pos),
               "E[r_-]": np.asarray(traj.r_neg)}
@@ -168,25 +177,33 @@ def check_residue_shrinks(traj: Trajectory, context: str = "", *, layers: list[s
     for quantity, values in series.items():
         if not np.isfinite(values).all():
             bad = traj.steps[int(np.argmin(np.isfinite(values)))]
-            raise IdentityViolation(f"{where}: {quantity} is not finite from step {bad}{tail}")
+            message = f"{quantity} is not finite from step {bad}"
+            fail(where, message, limit=EXACT_FINITE, allowed="finite", figure=float("nan"), context=line,
+                 where=f"{quantity}, step {bad}", text=f"{where}: {message}{tail}")
     steps = f"steps {traj.steps[0]}->{traj.steps[-1]}"
     measured = {}
     spread = traj.spread()
     measured["spread_drop"] = spread[0] / spread[-1]
-    if not measured["spread_drop"] >= min_spread_drop:
-        raise IdentityViolation(
-            f"{where}: augmentation spread E[r_+]/E[r_-] fell only {measured['spread_drop']:.3g}x "
-            f"({spread[0]:.3e} -> {spread[-1]:.3e}, {steps}); required >= {min_spread_drop:g}x{tail}")
+    if not measured["spread_drop"] >= min_spread_drop.value:
+        message = (f"augmentation spread E[r_+]/E[r_-] fell only {measured['spread_drop']:.3g}x "
+                   f"({spread[0]:.3e} -> {spread[-1]:.3e}, {steps}); required >= {min_spread_drop.value:g}x")
+        fail(where, message, limit=min_spread_drop, allowed=f">= {min_spread_drop.value:g}x",
+             figure=measured["spread_drop"], context=line, where="outputs", details=measured,
+             text=f"{where}: {message}{tail}")
     for name in names:
         theta, ratio = traj.column("theta_norm", name), traj.ratio(name)
         drop = measured[f"theta_drop {name}"] = theta[0] / theta[-1]
         measured[f"final_ratio {name}"] = ratio[-1]
-        if not drop >= min_theta_drop:
-            raise IdentityViolation(
-                f"{where}: ||theta|| of layer {name} fell only {drop:.3g}x ({theta[0]:.3e} -> {theta[-1]:.3e}, "
-                f"{steps}); required >= {min_theta_drop:g}x{tail}")
-        if not ratio[-1] >= min_final_ratio:
-            raise IdentityViolation(
-                f"{where}: final ||theta|| / ||2 OP w|| of layer {name} is {ratio[-1]:.3g} (step 0: {ratio[0]:.3g}); "
-                f"required >= {min_final_ratio:g} (measured: {RESIDUE_MIN_FINAL_RATIO.measured}){tail}")
-    return measured
+        if not drop >= min_theta_drop.value:
+            message = (f"||theta|| of layer {name} fell only {drop:.3g}x ({theta[0]:.3e} -> {theta[-1]:.3e}, "
+                       f"{steps}); required >= {min_theta_drop.value:g}x")
+            fail(where, message, limit=min_theta_drop, allowed=f">= {min_theta_drop.value:g}x", figure=drop,
+                 context=line, where=f"layer {name}", details=measured, text=f"{where}: {message}{tail}")
+        if not ratio[-1] >= min_final_ratio.value:
+            message = (f"final ||theta|| / ||2 OP w|| of layer {name} is {ratio[-1]:.3g} (step 0: {ratio[0]:.3g}); "
+                       f"required >= {min_final_ratio.value:g}")
+            fail(where, message, limit=min_final_ratio, allowed=f">= {min_final_ratio.value:g}", figure=ratio[-1],
+                 context=line, where=f"layer {name}", details=measured, text=f"{where}: {message}{tail}")
+    return passed(where, limit=min_theta_drop, allowed=f">= {min_theta_drop.value:g}x",
+                  figure=min(measured[f"theta_drop {name}"] for name in names), context=line, details=measured,
+                  message="smallest ||theta|| drop over the layers")

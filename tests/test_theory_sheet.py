@@ -4,7 +4,7 @@
 omega = (b + b^T)/2, and says "For L_simp, omega = 1" and "Any H works". For L_simp with H negatives,
 beta_k = 1/H, so the literal per-negative omega is 1/H and the sheet's OP would be V[Kbar]/H: the
 main term is then short by the factor H. The exact pair weight sums over the H negatives
-(H * b for a loss symmetric in its negatives); reference.distributions.enumerate_loss uses that sum.
+(H * b for a loss symmetric in its negatives); dualnet_ssl.distributions.enumerate_loss uses that sum.
 """
 import pytest
 import torch

@@ -1,11 +1,25 @@
-"""Networks outside the theorems' class (docs/THEORY.md §1), for tests that the suite refuses them clearly."""
+"""Networks outside the theorems' class (docs/THEORY.md §1), for tests that the suite refuses them clearly.
+
+Weights come from the seed through ``dualnet_ssl.seeding`` (a local generator), never from torch's global state."""
 import torch
 from torch import nn
 
+from dualnet_ssl.seeding import make_generator
+
+
+def _filled(net: nn.Module, seed: int) -> nn.Module:
+    """``net`` in float64 with every parameter drawn from N(0, 1) by a generator seeded with ``seed``."""
+    net = net.double()
+    g = make_generator(seed)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+    return net
+
 
 def biased_mlp(seed: int) -> nn.Module:
-    torch.manual_seed(seed)  # nn.Linear's own init; the tests only need some fixed biased net
-    return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)).double()
+    """4 -> 8 -> 3 with non-zero biases: outside the class for its biases alone."""
+    return _filled(nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3)), seed)
 
 
 class ResidualMLP(nn.Module):
@@ -13,7 +27,7 @@ class ResidualMLP(nn.Module):
 
     def __init__(self, seed: int):
         super().__init__()
-        g = torch.Generator().manual_seed(seed)
+        g = make_generator(seed)
         self.w1 = nn.Parameter(torch.randn(4, 4, generator=g, dtype=torch.float64))
         self.w2 = nn.Parameter(torch.randn(4, 4, generator=g, dtype=torch.float64))
 
@@ -22,5 +36,6 @@ class ResidualMLP(nn.Module):
 
 
 def batchnorm_mlp(seed: int) -> nn.Module:
-    torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(4, 8, bias=False), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3, bias=False)).double()
+    """Bias-free, but with batch normalisation between the layers."""
+    layers = nn.Linear(4, 8, bias=False), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3, bias=False)
+    return _filled(nn.Sequential(*layers), seed)

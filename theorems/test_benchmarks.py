@@ -12,7 +12,7 @@ OP_l alone is 16384^2 float64 = 2.1 GB). Groups, one per theorem and width, each
 Cases and the correctness check live in ``dualnet_ssl.benchmarking``. Inputs: MLP [W, W, W, 8] (weights seed
 NET_SEED), layer ``weights.1`` (the middle one, W x W), 6 samples x 4
 augmentations of ``gaussian_augmented`` (sigma 0.3, seed DATA_SEED), float64. The training step is
-``reference.training.gradient_step``: autograd of the exact enumerated E[L] over the same 24 views, all layers
+``dualnet_ssl.training.gradient_step``: autograd of the exact enumerated E[L] over the same 24 views, all layers
 updated; so it is the same loss on the same inputs as the quantity timed beside it (E[L] only: the step does
 not form the pair mass, which theta needs).
 

@@ -8,15 +8,21 @@ import torch
 from dualnet_ssl import losses
 from dualnet_ssl.checks import (assert_psd, check_balance, check_frozen_gating_power_iteration, check_gradient_shared,
                                 check_gradient_two_networks, check_homogeneity, check_main_term,
-                                check_operator_structure, check_residue_falls_with_augmentation, check_residue_zero,
-                                check_simp_covariance)
+                                check_operator_structure, check_residue_falls_with_augmentation,
+                                check_residue_ratio_falls, check_residue_zero, check_simp_covariance)
 from dualnet_ssl.connection import connection_dense, connection_kron
 from dualnet_ssl.distributions import gaussian_augmented, random_probabilities, views_as_samples
 from dualnet_ssl.errors import BadInput, IdentityViolation, NotApplicable
 from dualnet_ssl.networks import BiasFreeConvNet, BiasFreeMLP
 from dualnet_ssl.operators import mean_connections, operator_from_definition, operator_times
 from dualnet_ssl.sampled import check_sampled_error_rate, per_tuple_gradients
+from dualnet_ssl.residue_bound import check_residue_bound
 from dualnet_ssl.seeding import make_generator
+from dualnet_ssl.thresholds import (DIGITS_MLP_EXPONENT_HIGH, DIGITS_MLP_EXPONENT_LOW, EXACT_PAIR_MASS_SIGN,
+                                    EXACT_RANK_EXCESS, EXACT_SIGN, RESIDUE_MIN_EXPONENT, RESIDUE_MIN_SPREAD_DROP,
+                                    Z_SCORE_FALSE_ALARM)
+from dualnet_ssl.tolerances import tolerance
+from dualnet_ssl.training import Trajectory, check_residue_shrinks
 from theorems.nets_outside_class import ResidualMLP, biased_mlp
 from theorems.faults import shrunken_batches
 
@@ -237,10 +243,13 @@ def test_simp_sampled_error_rate_rejects_uniform_tuple_weights(sampled_case):
 @pytest.mark.parametrize("seed", [0, 1])
 def test_simp_sampled_error_rate_detects_a_five_percent_trace_error(sampled_case, seed):
     kwargs = dict(batch_sizes=(8, 32, 128), n_batches=8000, seed=seed)
-    result = _sampled(sampled_case, **kwargs)
-    assert result["power_at_5pct"] > 0.99
-    with pytest.raises(IdentityViolation, match=r"= 1\.0[3-7]\d\d \+- 0\.00\d\d \(pooled over B\)"):
+    assert _sampled(sampled_case, **kwargs).details["power_at_5pct"] > 0.99
+    with pytest.raises(IdentityViolation, match=r"= 1\.0[3-7]\d\d \+- 0\.00\d\d \(pooled over B\)") as err:
         _sampled(sampled_case, sampler=shrunken_batches, **kwargs)
+    record = err.value.result
+    assert record.measured > float(Z_SCORE_FALSE_ALARM) and record.seed == seed, record
+    assert record.where == "layer weights.0, pooled over B" and record.tolerance_reason.startswith(
+        Z_SCORE_FALSE_ALARM.reason), record
 
 
 def test_simp_sampled_error_rate_rejects_sampling_without_replacement(sampled_case):
@@ -291,3 +300,63 @@ def test_residue_augmentation_check_rejects_non_monotone_and_a_linear_residue():
 def test_residue_check_refuses_a_nan_loss_clearly(mlp, data):
     with pytest.raises(BadInput, match="non-finite"):
         check_residue_zero(mlp, "weights.1", data, lambda rp, rn: torch.sqrt(rp - 1e6) - rn[..., 0])
+
+
+# ------------------------------------------------------------------ every failure is one record (issue 14)
+
+def _halved(net, x, name):
+    return 0.5 * connection_dense(net, x, name)
+
+
+def _stalled_run():
+    """A two-record run whose spread and residue did not move: it must fail the training check."""
+    return Trajectory("L_tri, stalled", ["weights.0"], steps=[0, 300], expected_loss=[1.0, 1.0], r_pos=[0.5, 0.5],
+                      r_neg=[1.0, 1.0], theta_norm=[[1.0], [1.0]], main_norm=[[1.0], [1.0]], grad_norm=[[1.0], [1.0]])
+
+
+FAULTS = {   # checker fed one fault -> (the table entry it must cite, a part of `where`)
+    "gradient, K halved": (lambda mlp, data, ctx: check_gradient_shared(
+        mlp, *_pair(0), "weights.1", connection=_halved, context=ctx),
+        tolerance(f64, "gradient"), "layer weights.1, index"),
+    "balance, negatives pushed": (lambda mlp, data, ctx: check_balance(
+        lambda rp, rn: rp + rn.sum(-1), *_distances(1), context=ctx), EXACT_SIGN, "entry"),
+    "operator rank, uncentred": (lambda mlp, data, ctx: check_operator_structure(
+        BiasFreeMLP([6, 5, 4, 3], seed=1, negative_slope=1.0), "weights.0", data, definition=_second_moment,
+        context=ctx), EXACT_RANK_EXCESS, "layer weights.0"),
+    "main term, attracting negatives": (lambda mlp, data, ctx: check_main_term(
+        mlp, "weights.1", data, lambda rp, rn: rp + 0.5 * rn.sum(-1), context=ctx), EXACT_PAIR_MASS_SIGN,
+        "layer weights.1"),
+    "residue, linear in sigma": (lambda mlp, data, ctx: check_residue_falls_with_augmentation(
+        {"sigmas": [0.1, 0.3], "theta_norms": [0.1, 0.3], "theta_exponent": 1.0}, RESIDUE_MIN_EXPONENT, context=ctx),
+        RESIDUE_MIN_EXPONENT, "sigmas=[0.1, 0.3]"),
+    "residue ratio, exponent out of range": (lambda mlp, data, ctx: check_residue_ratio_falls(
+        {"sigmas": [0.1, 0.3], "ratios": [0.1, 0.2], "exponent": 0.63},
+        (DIGITS_MLP_EXPONENT_LOW, DIGITS_MLP_EXPONENT_HIGH), context=ctx), DIGITS_MLP_EXPONENT_LOW, "sigmas=[0.1, 0.3]"),
+    "training, stalled run": (lambda mlp, data, ctx: check_residue_shrinks(_stalled_run(), ctx),
+                              RESIDUE_MIN_SPREAD_DROP, "outputs"),
+    "residue bound, exceeded": (lambda mlp, data, ctx: check_residue_bound(
+        2.0, 1.0, slack=tolerance(f64, "gradient"), context=ctx.within("layer weights.0", where="layer weights.0")),
+        tolerance(f64, "gradient"), "layer weights.0"),
+    "PSD, negative pair mass": (lambda mlp, data, ctx: check_operator_structure(
+        mlp, "weights.1", data, -torch.ones(5, 5, dtype=f64), context=ctx), tolerance(f64, "eigenvalue"),
+        "layer weights.1"),
+}
+
+
+@pytest.mark.parametrize("fault", sorted(FAULTS))
+def test_a_core_failure_carries_figure_limit_with_reason_where_seed_and_reproduce_line(fault, mlp, data, seed,
+                                                                                         repro):
+    checker, limit, where = FAULTS[fault]
+    with pytest.raises(IdentityViolation) as err:
+        checker(mlp, data, repro(seed=seed))
+    result = err.value.result
+    assert result.status == "fail" and result.measured is not None, result
+    assert result.tolerance and result.tolerance_reason.startswith(limit.reason), result
+    assert limit.reason in str(err.value), f"the message must state why the limit is what it is: {err.value}"
+    assert where in result.where and result.seed == seed and result.reproduce.startswith("pytest '"), result
+
+
+def test_a_core_checker_returns_its_record_on_a_pass(mlp, data, seed, repro):
+    result = check_operator_structure(mlp, "weights.1", data, context=repro(seed=seed))
+    assert result.ok and result.seed == seed and result.where == "layer weights.1", result
+    assert result.measured <= tolerance(f64, "exact").rtol and result.details["rank"] <= result.details["rank_bound"]

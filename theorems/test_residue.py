@@ -93,7 +93,7 @@ def test_residue_falls_with_augmentation_strength(case, tau, seed, device, repro
     print(f"{case} tau={tau}: ||theta|| = {[f'{r:.2e}' for r in sweep['theta_norms']]}, exponent "
           f"{sweep['theta_exponent']:.2f}; ||theta||/||2 OP w|| = {[f'{r:.2e}' for r in sweep['ratios']]}, exponent "
           f"{sweep['exponent']:.2f}")
-    check_residue_falls_with_augmentation(sweep, RESIDUE_MIN_EXPONENT.value,
+    check_residue_falls_with_augmentation(sweep, RESIDUE_MIN_EXPONENT,
                                           context=repro(seed=seed, tau=tau, case=case))
 
 
@@ -107,7 +107,7 @@ def test_residue_checks_are_sharp(seed, device, repro):
         check_main_term(net, "weights.1", data, lambda rp, rn: rp + 0.5 * rn.sum(-1), context=repro(seed=seed))
     dip = {"sigmas": list(SIGMAS), "theta_norms": [1e-4, 1e-3, 0.9e-3, 1e-1], "theta_exponent": 2.0}
     with pytest.raises(IdentityViolation, match="does not fall as sigma falls"):
-        check_residue_falls_with_augmentation(dip, RESIDUE_MIN_EXPONENT.value, context=repro(seed=seed))
+        check_residue_falls_with_augmentation(dip, RESIDUE_MIN_EXPONENT, context=repro(seed=seed))
     linear = {"sigmas": list(SIGMAS), "theta_norms": list(SIGMAS), "theta_exponent": 1.0}
     with pytest.raises(IdentityViolation, match="below the measured lower bound"):
-        check_residue_falls_with_augmentation(linear, RESIDUE_MIN_EXPONENT.value, context=repro(seed=seed))
+        check_residue_falls_with_augmentation(linear, RESIDUE_MIN_EXPONENT, context=repro(seed=seed))

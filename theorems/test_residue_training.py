@@ -4,7 +4,7 @@ Claim, in this project's conventions: for L_tri and L_nce, -dE[L]/dw_l = 2 OP_l 
 weighted by the loss's pair mass omega. The paper bounds theta_l by the augmentation spread and says it shrinks
 during training as the network becomes invariant to augmentation. We train the §7 setup (6 samples,
 4 Gaussian augmentations, sigma 0.3, 8-16-16-6 bias-free ReLU MLP) by full-batch gradient descent on the
-EXACT enumerated E[L], every layer, lr 0.3, 300 steps, float64 (``reference.training``), and compare
+EXACT enumerated E[L], every layer, lr 0.3, 300 steps, float64 (``dualnet_ssl.training``), and compare
 step 0 with step 300. Negatives may come from the anchor's own sample (x' = x can happen, docs/THEORY.md §6).
 
 Why the ratio ||theta_l|| / ||2 OP_l w_l|| must go to 1 near a stationary point: there the gradient vanishes,
@@ -35,7 +35,7 @@ must. So, as the prototype saw, the absolute residue shrinks (16-400x) together 
 the ratio ends near 1 (0.94-1.76): shrinking holds in absolute terms, not relative to the main term. Whether the
 ratio *rises* depends on where it starts, so that is not asserted.
 
-Asserted (``reference.training.check_residue_shrinks``), every layer: ||theta|| drop >= 5, spread drop >= 2, final
+Asserted (``dualnet_ssl.training.check_residue_shrinks``), every layer: ||theta|| drop >= 5, spread drop >= 2, final
 ratio >= 0.5 (margins 3.3x, 1.9x, 2.1x below the smallest value on seeds 0-4). No upper bound on the ratio is
 asserted (no claim supports one).
 
@@ -57,8 +57,8 @@ DEFAULT_SEEDS = (5, 6, 7)
 """Seeds of the default runs: held out, none of them set a threshold (seeds 0-4 did)."""
 UNSEEN_SEEDS = (8, 9, 10, 11, 12, 13, 14)
 """Seeds of the slow runs: held out as well."""
-EXCLUDE_SELF = {"min_spread_drop": RESIDUE_EXCLUDE_SELF_MIN_SPREAD_DROP.value,
-                "min_final_ratio": RESIDUE_EXCLUDE_SELF_MIN_FINAL_RATIO.value}
+EXCLUDE_SELF = {"min_spread_drop": RESIDUE_EXCLUDE_SELF_MIN_SPREAD_DROP,
+                "min_final_ratio": RESIDUE_EXCLUDE_SELF_MIN_FINAL_RATIO}
 
 
 def run_and_check(loss, n_negatives, seed, repro, exclude_self=False, **thresholds):

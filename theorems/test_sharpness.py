@@ -9,7 +9,6 @@ and networks outside the theorems' class are refused, never checked.
 """
 import pytest
 import torch
-from torch import nn
 
 from dualnet_ssl.results import CheckResult
 from dualnet_ssl import checks
@@ -21,6 +20,7 @@ from dualnet_ssl.networks import BiasFreeMLP
 from dualnet_ssl.distributions import gaussian_augmented, random_probabilities
 from dualnet_ssl.operators import operator_from_definition, operator_times
 from dualnet_ssl.seeding import derive_seed, make_generator
+from theorems.nets_outside_class import ResidualMLP, biased_mlp
 
 
 def _scaled(factor):
@@ -107,31 +107,13 @@ def test_nan_never_passes(seed, repro):
         check_balance(nan_loss, r_pos, r_pos[:, None].flip(0), context=repro(seed=seed))
 
 
-class _Residual(nn.Module):
-    """f(x) = W2 relu(W1 x) + x: bias-free but not homogeneous in W1 or W2."""
-
-    def __init__(self, seed):
-        super().__init__()
-        g = make_generator(seed)
-        self.w1 = nn.Parameter(torch.randn(4, 4, generator=g, dtype=torch.float64))
-        self.w2 = nn.Parameter(torch.randn(4, 4, generator=g, dtype=torch.float64))
-
-    def forward(self, x):
-        return torch.relu(x @ self.w1.T) @ self.w2.T + x
-
-
 def test_networks_outside_the_class_are_refused(seed, repro):
     """A skip connection fails the Euler test; a non-zero bias is named as the reason."""
     x = torch.randn(3, 4, generator=make_generator(seed), dtype=torch.float64)
     with pytest.raises(NotApplicable, match="not positively homogeneous"):
-        check_homogeneity(_Residual(seed), x, "w1", context=repro(seed=seed))
-    biased = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2)).double()
-    g = make_generator(derive_seed(seed, "biased net"))
-    with torch.no_grad():
-        for p in biased.parameters():
-            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+        check_homogeneity(ResidualMLP(seed), x, "w1", context=repro(seed=seed))
     with pytest.raises(NotApplicable, match="non-zero bias"):
-        check_homogeneity(biased, x, "0.weight", context=repro(seed=seed))
+        check_homogeneity(biased_mlp(derive_seed(seed, "biased net")), x, "0.weight", context=repro(seed=seed))
 
 
 def test_operator_structure_checks_the_product_with_a_vector_other_than_w(seed, repro, monkeypatch):

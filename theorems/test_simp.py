@@ -88,8 +88,8 @@ def test_simp_rank_bound_is_attained(seed, device, repro):
     """A deep linear net has K_1(x) = J^T kron x with J constant, so rank V[Kbar_1] = rank(J) * rank(Cov x)
     = n_L (N-1) here: the bound (N-1) n_L is tight, and a looser one would be a weaker claim."""
     net, data = _case([6, 5, 4, 3], 1.0, seed, 4, 2, 0.3, device, "random")
-    result = check_operator_structure(net, "weights.0", data, context=repro(seed=seed))
-    assert result["rank"] == result["rank_bound"] == 9, f"rank {result} [{repro(seed=seed)}]"
+    figures = check_operator_structure(net, "weights.0", data, context=repro(seed=seed)).details
+    assert figures["rank"] == figures["rank_bound"] == 9, f"rank {figures} [{repro(seed=seed)}]"
 
 
 @given(channels=st.lists(st.integers(1, 3), min_size=1, max_size=2), seed=seeds)
@@ -142,7 +142,7 @@ def test_simp_sampled_batches_error_falls_as_inverse_sqrt_batch(seed, device, re
     net = BiasFreeMLP([8, 16, 8], seed=seed, device=device)
     data = _data(6, 2, 8, 0.3, seed, device, "random")
     result = check_sampled_error_rate(net, "weights.0", data, batch_sizes=(8, 32, 128), n_batches=8000,
-                                      seed=derive_seed(seed, "batches"), context=repro(seed=seed))
+                                      seed=derive_seed(seed, "batches"), context=repro(seed=seed)).details
     print(f"sampled L_simp gradient: E[B||g_B - g||^2]/tr(Sigma) by B = {result['ratio_by_batch']}, pooled "
           f"{result['pooled_ratio']:.4f} +- {result['pooled_stderr']:.4f}, power against a 5% error in tr(Sigma) "
           f"{result['power_at_5pct']:.4f}, log-log slope of RMS error = {result['loglog_slope']:.3f} (1/sqrt(B): -0.5)")

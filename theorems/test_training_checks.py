@@ -39,7 +39,7 @@ def passing_run():
 
 
 def test_check_accepts_the_measured_run(passing_run):
-    measured = check_residue_shrinks(passing_run, f"seed={PASSING_SEED}")
+    measured = check_residue_shrinks(passing_run, f"seed={PASSING_SEED}").details
     assert set(measured) == {"spread_drop"} | {f"{q} {name}" for name in passing_run.layers
                                                for q in ("theta_drop", "final_ratio")}
 
