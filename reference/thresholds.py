@@ -225,3 +225,48 @@ def as_threshold(value: Threshold | float) -> Threshold:
         return value
     return Threshold(float(value), measured="none: given by the caller", seeds="unknown",
                      reason="a caller's value, not an entry of this table")
+# ---- BYOL / SimSiam training study (reference/byol_dynamics.py, docs/THEORY.md §9) ----
+# Measured with `python scripts/byol_study.py --seeds 5 --steps 1500` (toy clusters, seeds 0-4); the slow tests of
+# theorems/test_byol.py assert on seeds 100-102.
+
+BYOL_MIN_PROBE_GAIN = Threshold(
+    0.1, "BYOL with centring and a ReLU predictor, ridge-probe accuracy final minus initial: 0.352, 0.420, 0.400, "
+         "0.422, 0.186", "0-4",
+    "about half the smallest gain (0.186, seed 4)")
+BYOL_MIN_FINAL_SPREAD = Threshold(
+    0.4, "final spread (sqrt(n) mean sd of the unit outputs): BYOL with centring and predictor 0.66-0.79; without "
+         "centring and predictor 0.06-0.10", "0-4",
+    "between the two groups, 0.6x the learner's smallest value")
+BYOL_COLLAPSE_MAX_FINAL_SPREAD = Threshold(
+    0.2, "final spread without centring and without predictor: 0.07, 0.06, 0.06, 0.08, 0.10 (from 0.76-0.89)",
+    "0-4", "2x the largest collapsed value, 2x below the smallest non-collapsed variant (no centring: 0.43)")
+BYOL_MIN_MEAN_PROBE_GAP = Threshold(
+    0.05, "final probe, BYOL with centring and predictor minus the same seed without both: 0.110, 0.486, 0.312, "
+          "0.290, 0.066; the smallest 3-seed mean 0.155", "0-4",
+    "a third of the smallest 3-seed mean; a single seed's gap went down to 0.066, so the mean is asserted")
+BYOL_MIN_IMPLICIT_SHARE = Threshold(
+    0.05, "||(b)|| / (||(a)|| + ||(b)||) at the first layer, mean over 30 logged steps: 0.116-0.159 (BYOL), "
+          "0.114-0.161 (SimSiam), 0.115-0.153 (no predictor)", "0-4",
+    "0.4x the smallest mean share; without centring the share is exactly 0 (no batch statistics)")
+
+# The same study on scikit-learn's digits (`python scripts/byol_study.py --data digits`, augmentation strength 0.5,
+# seeds 0-4, 1500 steps); the slow tests assert on seeds 100-101.
+
+DIGITS_BYOL_MIN_PROBE_GAIN = Threshold(
+    0.075, "BYOL with centring and predictor, probe final minus initial: 0.153, 0.183, 0.189, 0.150, 0.184", "0-4",
+    "half the smallest gain")
+DIGITS_BYOL_MIN_FINAL_SPREAD = Threshold(
+    0.25, "final spread, BYOL with centring and predictor: 0.46, 0.62, 0.49, 0.59, 0.38; without both: 0.06-0.10",
+    "0-4", "0.66x the learner's smallest value, 2.5x above the largest collapsed one")
+DIGITS_BYOL_COLLAPSE_MAX_FINAL_SPREAD = Threshold(
+    0.2, "final spread without centring and without predictor: 0.09, 0.10, 0.09, 0.06, 0.06 (from 0.43-0.58)", "0-4",
+    "2x the largest collapsed value")
+DIGITS_BYOL_COLLAPSE_MIN_PROBE_DROP = Threshold(
+    0.1, "probe initial minus final without centring and without predictor: 0.212, 0.350, 0.245, 0.308, 0.377",
+    "0-4", "half the smallest drop: on digits the probe falls below the random network's")
+DIGITS_BYOL_MIN_MEAN_PROBE_GAP = Threshold(
+    0.15, "final probe, BYOL with centring and predictor minus the same seed without both: 0.365, 0.533, 0.434, "
+          "0.458, 0.561", "0-4", "0.4x the smallest single gap")
+DIGITS_BYOL_MIN_IMPLICIT_SHARE = Threshold(
+    0.15, "||(b)|| / (||(a)|| + ||(b)||) at the first layer, mean over 30 logged steps, BYOL with centring and "
+          "predictor: 0.374-0.390", "0-4", "0.4x the smallest mean share")

@@ -24,6 +24,8 @@ REJECTIONS = {
     "test_hltm_model": ["test_hltm_checkers_reject"],
     "test_hltm_facts": ["test_hltm_checkers_reject", "test_hltm_facts"],
     "test_digits": ["test_digits"],
+    "test_byol": ["test_byol"],
+    "test_byol_regression": ["test_byol_regression"],
     "test_regression": ["test_regression_mutations", "test_regression_verdicts", "test_regression_conventions"],
 }
 """Theorem file -> the files holding its rejection tests."""

@@ -19,6 +19,7 @@ from dualnet_ssl.errors import BadInput
 from dualnet_ssl.pytest_plugin import OPTIONS, REPORT_OPTION, active
 from dualnet_ssl.regression.builtin import reference_mlp
 from dualnet_ssl.regression.loading import NetSubject, load_loss, load_net
+from dualnet_ssl.regression.noncontrastive import load_noncontrastive, plugin_checks
 from dualnet_ssl.regression.loss_properties import LOSS_PROPERTIES, check_loss
 from dualnet_ssl.regression.network_properties import (COVARIANCE_PROPERTY, NET_PROPERTIES, check_covariance_form,
                                                        check_network)
@@ -39,8 +40,9 @@ def _load_subjects(config) -> dict:
     if opt("--ssl-seeds") < 1:
         raise pytest.UsageError(f"--ssl-seeds must be >= 1, got {opt('--ssl-seeds')}")
     try:
+        noncontrastive = load_noncontrastive(opt("--ssl-loss"), opt("--ssl-loss-kwargs")) if opt("--ssl-loss") else None
         loss = load_loss(opt("--ssl-loss"), opt("--ssl-loss-kwargs"), opt("--ssl-loss-declares"),
-                         opt("--ssl-batch")) if opt("--ssl-loss") else None
+                         opt("--ssl-batch")) if opt("--ssl-loss") and noncontrastive is None else None
         net = load_net(opt("--ssl-model"), opt("--ssl-model-kwargs"), opt("--ssl-model-input")) \
             if opt("--ssl-model") else None
     except BadInput as err:
@@ -48,7 +50,7 @@ def _load_subjects(config) -> dict:
     except Exception as err:   # anything else while loading is still the user's input: one usage error, no crash
         raise pytest.UsageError(f"regression-check mode: loading the subjects failed: {type(err).__name__}: "
                                 f"{err}") from None
-    return {"loss": loss, "net": net}
+    return {"loss": loss, "net": net, "noncontrastive": noncontrastive}
 
 
 def pytest_configure(config):
@@ -129,7 +131,7 @@ class RegressionChecks(pytest.Collector):
 def _items(parent) -> list:
     subjects = parent.config.stash[_SUBJECTS]
     loss, net = subjects["loss"], subjects["net"]
-    checks = []
+    checks = [] if subjects.get("noncontrastive") is None else plugin_checks(subjects["noncontrastive"])
     if loss is not None:
         checks += [(f"loss[{_slug(loss.name)}]", prop,
                     lambda seed, p=prop: check_loss(loss, p, seed)) for prop in LOSS_PROPERTIES]
