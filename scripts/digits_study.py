@@ -6,8 +6,14 @@
    prototype setup (bias-free MLP 64-256-256-64, tau 0.2, Adam 1e-3, batch 256): 5-shot probe and kNN at every
    layer at init and after training, the final residue ratio per weight layer, and the drop of r_+/r_-.
 
+3. The same training on L2-normalised outputs (r = 1 - cos, the authors' setting): InfoNCE, Triplet and the
+   covariance-only loss with the authors' weighting (detached per-pair weights from the augmented views,
+   ``maincov``) and with weights from the un-augmented images (``maincov_clean``); a table puts the raw and the
+   normalised settings side by side.
+
 Usage:
-    python scripts/digits_study.py [--seeds 0 1 2] [--steps 1000] [--jobs 2] [--out digits_study]
+    python scripts/digits_study.py [--seeds 0 1 2] [--steps 1000] [--norm-steps 600] [--jobs 2]
+                                   [--skip-raw] [--out digits_study]
 Writes OUT.md, OUT.png and OUT.json. Needs the digits and hltm extras: pip install -e ".[digits,hltm]".
 """
 from __future__ import annotations
@@ -25,13 +31,15 @@ import tqdm
 
 from dualnet_ssl import losses
 from dualnet_ssl.digits.exact import strength_sweep
-from dualnet_ssl.digits.training import LOSSES, TrainSpec, train_run
+from dualnet_ssl.digits.training import TrainSpec, train_run
 from dualnet_ssl.networks import BiasFreeConvNet, BiasFreeMLP
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402  (backend chosen first)
 
 STRENGTHS = (0.03, 0.1, 0.3, 1.0)
+RAW_LOSSES = ("simp", "triplet", "infonce", "maincov")
+NORMALISED_LOSSES = ("infonce", "triplet", "maincov", "maincov_clean")
 SWEEP_NETS = {"MLP 64-16-12-4, layer 2": (lambda s: BiasFreeMLP([64, 16, 12, 4], seed=s), "weights.1", False),
               "conv 3-4 + max-pool, conv 2": (lambda s: BiasFreeConvNet(1, 8, [3, 4], 3, seed=s), "convs.1", True)}
 SWEEP_LOSSES = {"L_tri tau 0.5": (losses.triplet(0.5, margin=0.1), 1), "L_nce tau 0.5, H 3": (losses.infonce(0.5), 3)}
@@ -57,7 +65,7 @@ def run_all(specs, jobs):
             futures = {pool.submit(train_run, spec): spec for spec in specs}
             for future in concurrent.futures.as_completed(futures):
                 spec = futures[future]
-                results[(spec.loss, spec.seed)] = future.result()
+                results[(spec.loss, spec.seed) + (("normalised",) if spec.normalise else ())] = future.result()
                 bar.set_postfix_str(f"{spec.loss} seed {spec.seed}")
                 bar.update(1)
     return results
@@ -102,6 +110,21 @@ def markdown(sweep, runs, args, seconds) -> str:
     return "\n".join(lines) + "\n"
 
 
+def side_by_side(runs, args) -> str:
+    """Output-layer 5-shot probe, init -> final, mean±sd over seeds: raw and normalised outputs side by side."""
+    lines = [f"## Raw and L2-normalised outputs side by side (output layer, 5-shot probe, init -> final, mean±sd "
+             f"over seeds {args.seeds}; raw {args.steps} steps, normalised {args.norm_steps} steps)", "",
+             "| loss | raw outputs | normalised outputs (r = 1 - cos) |", "|---|---|---|"]
+    for loss in dict.fromkeys(RAW_LOSSES + NORMALISED_LOSSES):
+        cells = []
+        for key in ((), ("normalised",)):
+            rs = [runs.get((loss, s) + key) for s in args.seeds]
+            cells.append("not run" if None in rs else
+                         f"{pm((r.probe['init'][-1] for r in rs), 3)} -> {pm((r.probe['final'][-1] for r in rs), 3)}")
+        lines.append(f"| {loss} | {cells[0]} | {cells[1]} |")
+    return "\n".join(lines) + "\n"
+
+
 def figure(sweep, runs, args, path):
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     for (net, loss), sw in sweep.items():
@@ -130,18 +153,26 @@ def figure(sweep, runs, args, path):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--losses", nargs="+", default=list(LOSSES), choices=LOSSES)
+    parser.add_argument("--losses", nargs="+", default=list(RAW_LOSSES), choices=RAW_LOSSES)
     parser.add_argument("--steps", type=int, default=1000)
+    parser.add_argument("--norm-steps", type=int, default=600, help="steps of the normalised-output runs")
+    parser.add_argument("--skip-raw", action="store_true", help="normalised-output runs only (no sweep, no raw runs)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes, one torch thread each (default 2)")
     parser.add_argument("--out", default="digits_study", help="output stem: writes OUT.md, OUT.png, OUT.json")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    sweep = sweeps(args.seeds)
-    specs = [TrainSpec(loss=loss, seed=s, steps=args.steps, record_every=args.steps // 4)
-             for loss in args.losses for s in args.seeds]
+    specs = [TrainSpec(loss=loss, seed=s, steps=args.norm_steps, record_every=args.norm_steps, normalise=True)
+             for loss in NORMALISED_LOSSES for s in args.seeds]
+    if not args.skip_raw:
+        sweep = sweeps(args.seeds)
+        specs += [TrainSpec(loss=loss, seed=s, steps=args.steps, record_every=args.steps // 4)
+                  for loss in args.losses for s in args.seeds]
     runs = run_all(specs, args.jobs)
     seconds = time.perf_counter() - start
-    table = markdown(sweep, runs, args, seconds)
+    if args.skip_raw:
+        print(side_by_side(runs, args))
+        return
+    table = markdown(sweep, runs, args, seconds) + "\n" + side_by_side(runs, args)
     with open(f"{args.out}.md", "w") as f:
         f.write(table)
     figure(sweep, runs, args, f"{args.out}.png")

@@ -75,6 +75,51 @@ def test_official_loss_is_minus_the_softmax_of_batch_mses(repro):
     assert_identity(hltm.pair_loss(spec, a, p, n), expected, what="official loss vs its definition", context=repro())
 
 
+def authors_forward(weights, biases, x, branching):
+    """The authors' network written out group by group: each group an affine map of its children's ReLU outputs
+    (the leaf bits at the bottom); the output is the root group's pre-activation."""
+    h = x
+    for w, b in zip(weights, biases):
+        groups = [h[:, j * w.shape[2]:(j + 1) * w.shape[2]] @ w[j].T + b[j] for j in range(w.shape[0])]
+        pre = torch.cat(groups, 1)
+        h = torch.relu(pre)
+    return pre
+
+
+def test_authors_network_and_loss_by_hand(repro):
+    """Two SGD steps of the authors' setting (biases; one softmax over batch-averaged squared distances,
+    m = mean over batch and units of (f - f')^2, loss -e^{-m_+/tau} / (e^{-m_+/tau} + e^{-m_-/tau})) by train_many
+    and by a loop written out group by group. The initialisation is nn.Linear's: |w|, |b| <= 1/sqrt(fan_in)."""
+    specs = [hltm.TrainSpec(depth=2, hid=3, steps=2, batch=4, seed=s, dtype=torch.float64, loss="official", bias=True)
+             for s in (11, 12)]
+    trained = hltm.train_many(specs)
+    for spec, result in zip(specs, trained):
+        _, net, _ = hltm.build(spec)
+        for w, b in zip(net.weights, net.biases):
+            bound = w.shape[-1] ** -0.5
+            assert float(w.detach().abs().max()) <= bound and float(b.detach().abs().max()) <= bound, \
+                "not nn.Linear's initialisation"
+        weights = [w.detach().clone().requires_grad_() for w in net.weights]
+        biases = [b.detach().clone().requires_grad_() for b in net.biases]
+        model = hltm.build(spec)[0]
+        views = model.sample_pairs(spec.steps * spec.batch, make_generator(hltm.derive_seed(spec.seed, "data")),
+                                   dtype=spec.dtype)[:3]
+        for step in range(spec.steps):
+            rows = slice(step * spec.batch, (step + 1) * spec.batch)
+            outs = [authors_forward(weights, biases, v[rows], spec.branching) for v in views]
+            a, p, n = (o / (o.norm(dim=1, keepdim=True) + spec.eps) for o in outs)
+            m_pos, m_neg = ((a - p) ** 2).mean(), ((a - n) ** 2).mean()
+            loss = -torch.exp(-m_pos / spec.tau) / (torch.exp(-m_pos / spec.tau) + torch.exp(-m_neg / spec.tau))
+            grads = torch.autograd.grad(loss, weights + biases)
+            with torch.no_grad():
+                for t, g in zip(weights + biases, grads):
+                    t -= spec.lr * g
+        for name, expected in zip([f"weights.{i}" for i in range(2)] + [f"biases.{i}" for i in range(2)],
+                                  weights + biases):
+            assert_identity(dict(result.net.named_parameters())[name], expected, kind="gradient",
+                            context=repro(seed=spec.seed), what=f"{name} after 2 SGD steps: train_many vs by hand")
+
+
 def test_latent_recovery(hltm_suite_runs, repro):
     """Default case over SUITE_SEEDS: root-level metric rises on average, no level falls beyond noise, and the
     root level ends near its Bayes ceiling (thresholds and their measurements: dualnet_ssl.thresholds)."""
@@ -89,3 +134,14 @@ def test_latent_recovery_official_settings(device, repro):
                             for s in hltm.SUITE_SEEDS[:hltm.OFFICIAL_SEEDS]], device=device)
     hltm.check_recovery(runs, min_mean_root_fraction=hltm.OFFICIAL_MIN_MEAN_ROOT_FRACTION,
                         context=repro(case=hltm.describe_runs(runs)))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arm", sorted(hltm.HEADROOM_ARMS))
+def test_levels_rise_where_there_is_headroom(arm, device, repro):
+    """Depth 4, delta_lower 0.6 (levels start well below their Bayes ceiling): the mean best-|corr| gain over the
+    held-out seeds exceeds its threshold at every asserted level, for the suite's InfoNCE (bias-free; levels 0, 1)
+    and for the authors' loss on their network with biases (levels 0, 1, 2). Thresholds from seeds 0-5."""
+    runs = hltm.train_many(hltm.headroom_specs(arm, hltm.HEADROOM_SEEDS), device=device)
+    hltm.check_levels_rise(runs, min_mean_gains=hltm.HEADROOM_MIN_GAINS[arm],
+                           context=repro(arm=arm, case=hltm.describe_runs(runs)))

@@ -161,3 +161,10 @@ def test_ceiling_check_rejects_a_wrong_level_below_the_root(seed):
     wrong = dataclasses.replace(data, posterior=[data.posterior[0], other.posterior[1], data.posterior[2]])
     with pytest.raises(IdentityViolation, match="Bayes ceiling at level 1"):
         hltm.check_ceilings(model, wrong)
+
+
+def test_level_check_rejects_untrained_runs():
+    """Runs of zero steps (nothing learned): every level's gain is 0, below its threshold."""
+    runs = hltm.train_many([dataclasses.replace(s, depth=3, steps=0) for s in hltm.headroom_specs("authors", (7, 8))])
+    with pytest.raises(IdentityViolation, match="level 0: mean gain \\+0.000"):
+        hltm.check_levels_rise(runs, min_mean_gains=hltm.HEADROOM_MIN_GAINS["authors"])

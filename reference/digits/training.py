@@ -12,7 +12,13 @@ is O(1) at initialisation, ``data.load_digits``):
   the views, averaged over i's two anchors and symmetrised into W; the loss is
   (1/B) sum_ij W_ij (r_+(i) - rbar_ij), rbar_ij the mean distance over the four view pairs. With W fixed,
   its expected negative gradient over augmentations is exactly 2 OP_W w (the within-sample covariance terms
-  cancel because W is symmetric): the official code's ``exact_cov`` idea, here in its batch form.
+  cancel because W is symmetric): the official code's ``exact_cov`` idea, here in its batch form. The weights
+  come from the augmented views (the authors' default), so they move with the augmentation;
+- ``maincov_clean``: the same, with W from the un-augmented images (anchor i against image j, positive
+  distance 0): W does not depend on the augmentation, so the expected negative gradient is exactly 2 OP_W w.
+
+``normalise=True`` trains on L2-normalised outputs, z / ||z||, so that r = 1/2 ||z - z'||^2 = 1 - cos (the
+authors' setting); the default trains on raw outputs. The Theorem 4 split is tracked on raw outputs only.
 
 Every ``record_every`` steps, on fixed evaluation sets from held-out test images (``Tracker``): the exact
 Theorem 4 split per layer on a small enumerated distribution, the spread E[r_+]/E[r_-], and unit variances.
@@ -36,7 +42,7 @@ from dualnet_ssl.runtime import one_intra_op_thread
 from dualnet_ssl.seeding import derive_seed, make_generator
 from dualnet_ssl.training import expected_pair_distances, view_outputs
 
-LOSSES = ("simp", "triplet", "infonce", "maincov")
+LOSSES = ("simp", "triplet", "infonce", "maincov", "maincov_clean")
 
 
 @dataclass(frozen=True)
@@ -60,6 +66,7 @@ class TrainSpec:
     exact_negatives: int = 2
     spread_samples: int = 200   # evaluation views for r_+/r_- and unit variances
     spread_augmentations: int = 8
+    normalise: bool = False     # True: losses on z / ||z|| (r = 1 - cos), the authors' setting
 
     def __post_init__(self):
         if self.loss not in LOSSES:
@@ -68,14 +75,34 @@ class TrainSpec:
             raise BadInput(f"steps ({self.steps}) must be a positive multiple of record_every ({self.record_every})")
 
 
-def two_view_loss(z1: torch.Tensor, z2: torch.Tensor, kind: str, tau: float) -> torch.Tensor:
-    """The batch loss of a two-view batch (z1[i], z2[i] are views of image i); see the module docstring."""
+def pair_distances(z: torch.Tensor) -> torch.Tensor:
+    """r = 1/2 ||z_a - z_b||^2 for every pair of rows, (n, n), in Gram form."""
+    sq = (z * z).sum(1)
+    return (0.5 * (sq[:, None] + sq[None, :]) - z @ z.T).clamp_min(0.0)
+
+
+def clean_pair_weights(clean: torch.Tensor, tau: float) -> torch.Tensor:
+    """W for ``maincov_clean`` from un-augmented outputs (B, d): InfoNCE's negative weights of anchor i (positive
+    distance 0) on image j, symmetrised, (B, B) with a zero diagonal. Detached."""
+    b = clean.shape[0]
+    r = pair_distances(clean.detach())
+    other = ~torch.eye(b, dtype=torch.bool, device=clean.device)
+    _, beta_neg = infonce_weights(torch.zeros(b, dtype=clean.dtype, device=clean.device),
+                                  r[other].reshape(b, b - 1), tau=tau)
+    mass = torch.zeros(b, b, dtype=clean.dtype, device=clean.device)
+    mass[other] = beta_neg.flatten()
+    return 0.5 * (mass + mass.T)
+
+
+def two_view_loss(z1: torch.Tensor, z2: torch.Tensor, kind: str, tau: float,
+                  clean: torch.Tensor | None = None) -> torch.Tensor:
+    """The batch loss of a two-view batch (z1[i], z2[i] are views of image i); see the module docstring.
+    ``clean`` (B, d): the un-augmented images' outputs, needed by ``maincov_clean`` only."""
     if z1.shape != z2.shape or z1.dim() != 2 or z1.shape[0] < 2:
         raise BadInput(f"need two (B, d) output batches with B >= 2, got {tuple(z1.shape)} and {tuple(z2.shape)}")
     b = z1.shape[0]
     z = torch.cat([z1, z2])
-    sq = (z * z).sum(1)
-    r = (0.5 * (sq[:, None] + sq[None, :]) - z @ z.T).clamp_min(0.0)              # (2B, 2B), Gram form
+    r = pair_distances(z)                                                         # (2B, 2B)
     image = torch.arange(2 * b, device=z.device) % b
     other = image[:, None] != image[None, :]                                      # negatives: other images
     r_pos = r[torch.arange(2 * b), (torch.arange(2 * b) + b) % (2 * b)]
@@ -86,6 +113,11 @@ def two_view_loss(z1: torch.Tensor, z2: torch.Tensor, kind: str, tau: float) -> 
         return triplet_loss(r_pos[:, None].expand_as(r_neg), r_neg[..., None], tau=tau, margin=0.0).mean()
     if kind == "infonce":
         return infonce_loss(r_pos, r_neg, tau=tau).mean()
+    if kind == "maincov_clean":
+        if clean is None or clean.shape != z1.shape:
+            raise BadInput(f"maincov_clean needs the un-augmented outputs, shape {tuple(z1.shape)}")
+        r_cross = r.reshape(2, b, 2, b).mean((0, 2))
+        return (clean_pair_weights(clean, tau) * (r_pos[:b, None] - r_cross)).sum() / b
     if kind == "maincov":
         _, beta_neg = infonce_weights(r_pos.detach(), r_neg.detach(), tau=tau)   # (2B, 2B-2)
         beta = torch.zeros(2 * b, 2 * b, dtype=z.dtype, device=z.device)
@@ -175,17 +207,19 @@ def train_run(spec: TrainSpec, progress=None) -> RunResult:
     optimiser = torch.optim.Adam(net.parameters(), lr=spec.lr)
     batches, views = make_generator(derive_seed(spec.seed, "batches")), make_generator(derive_seed(spec.seed, "views"))
     images = digits.images.float()
+    output = (lambda z: z / z.norm(dim=1, keepdim=True)) if spec.normalise else (lambda z: z)
     with one_intra_op_thread():
         tracker.evaluate(net, "init", result)
         for step in range(spec.steps + 1):
-            if step % spec.record_every == 0:
+            if step % spec.record_every == 0 and not spec.normalise:
                 tracker.record(net, step, result)
             if step == spec.steps:
                 break
             picked = images[train_idx[torch.randperm(len(train_idx), generator=batches)[:spec.batch]]]
-            z1, z2 = (net(augment(picked, draw_augmentations(spec.batch, views), spec.strength,
-                                  digits.max_intensity).flatten(1)) for _ in range(2))
-            loss = two_view_loss(z1, z2, spec.loss, spec.tau)
+            z1, z2 = (output(net(augment(picked, draw_augmentations(spec.batch, views), spec.strength,
+                                         digits.max_intensity).flatten(1))) for _ in range(2))
+            clean = output(net(picked.flatten(1))).detach() if spec.loss == "maincov_clean" else None
+            loss = two_view_loss(z1, z2, spec.loss, spec.tau, clean)
             if not torch.isfinite(loss):
                 raise BadInput(f"training diverged: non-finite {spec.loss} loss at step {step} (seed {spec.seed})")
             optimiser.zero_grad()

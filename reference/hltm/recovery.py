@@ -21,6 +21,8 @@ from dualnet_ssl.thresholds import (
     HLTM_RECOVERY_MIN_MEAN_ROOT_FRACTION as RECOVERY_MIN_MEAN_ROOT_FRACTION,
     HLTM_RECOVERY_MIN_MEAN_ROOT_GAIN as RECOVERY_MIN_MEAN_ROOT_GAIN,
     HLTM_SHARE_MIN_GROWTH as SHARE_MIN_GROWTH,
+    HLTM_HEADROOM_AUTHORS_MIN_GAIN_L0, HLTM_HEADROOM_AUTHORS_MIN_GAIN_L1, HLTM_HEADROOM_AUTHORS_MIN_GAIN_L2,
+    HLTM_HEADROOM_INFONCE_MIN_GAIN_L0, HLTM_HEADROOM_INFONCE_MIN_GAIN_L1,
 )
 
 OFFICIAL_STEPS = 10_000
@@ -30,6 +32,26 @@ OFFICIAL_SEEDS = 4
 SUITE_SEEDS = tuple(range(200, 206))
 """Seeds of the default checks: disjoint from, and not adjacent to, every seed that set a threshold
 (0-23, 100-129, 1000-1047)."""
+
+
+HEADROOM_CASE = dict(depth=4, delta_lower=0.6, steps=2000)
+"""The regime with headroom (docs/THEORY.md §8, "The authors' loss and biases"): deeper tree, weaker polarity."""
+HEADROOM_ARMS = {"infonce": dict(loss="infonce", bias=False), "authors": dict(loss="official", bias=True)}
+"""The suite's InfoNCE on the bias-free net, and the authors' loss on their net with biases."""
+HEADROOM_SEEDS = (300, 301, 302, 303)
+"""Seeds the slow test asserts on; the thresholds came from seeds 0-5."""
+HEADROOM_MIN_GAINS = {
+    "infonce": {0: HLTM_HEADROOM_INFONCE_MIN_GAIN_L0, 1: HLTM_HEADROOM_INFONCE_MIN_GAIN_L1},
+    "authors": {0: HLTM_HEADROOM_AUTHORS_MIN_GAIN_L0, 1: HLTM_HEADROOM_AUTHORS_MIN_GAIN_L1,
+                2: HLTM_HEADROOM_AUTHORS_MIN_GAIN_L2},
+}
+
+
+def headroom_specs(arm: str, seeds) -> list:
+    """One TrainSpec per seed of the headroom regime, for ``arm`` ("infonce" or "authors")."""
+    if arm not in HEADROOM_ARMS:
+        raise BadInput(f"unknown arm {arm!r}; use one of {sorted(HEADROOM_ARMS)}")
+    return [TrainSpec(seed=s, **HEADROOM_CASE, **HEADROOM_ARMS[arm]) for s in seeds]
 
 
 def suite_specs(hid: int = 10) -> dict:
@@ -142,3 +164,21 @@ def check_selectivity_amplified(results: list, *, min_growth: float = SHARE_MIN_
                                 f"growth x{growth:.3f} over {len(shares)} runs, need > x{min_growth}\n{rows}")
     return shares
 
+
+
+def check_levels_rise(results: list, *, min_mean_gains: dict, context: str = "") -> list:
+    """Level-wise recovery (docs/THEORY.md §8, "The authors' loss and biases"): at every level in
+    ``min_mean_gains`` (level -> threshold), the mean over runs of the best-|corr| gain exceeds the threshold.
+    Returns the mean gain per level."""
+    __tracebackhide__ = True
+    n = len(results)
+    if n == 0:
+        raise BadInput("no runs to check")
+    means = [sum(r.final.per_level()[l] - r.initial.per_level()[l] for r in results) / n
+             for l in range(results[0].spec.depth)]
+    failures = [f"level {l}: mean gain {means[l]:+.3f} over {n} runs, need > {float(m):+}"
+                for l, m in sorted(min_mean_gains.items()) if not means[l] > float(m)]
+    if failures:
+        raise IdentityViolation(f"HLTM level-wise recovery [{context}] failed:\n  " + "\n  ".join(failures)
+                                + "\nper run:\n" + recovery_table(results))
+    return means

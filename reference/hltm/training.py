@@ -31,14 +31,15 @@ class TrainSpec:
     batch: int = 128
     lr: float = 0.1
     tau: float = 0.1
-    loss: str = "infonce"          # "infonce" (-tau log softmax) or "official" (-softmax of batch MSEs)
+    loss: str = "infonce"          # "infonce" (-tau log softmax) or "official" (-softmax of batch MSEs, the authors')
     share_root: bool = True        # False: the positive's root is independent (pure noise)
     eps: float = 1e-4              # f / (||f|| + eps), as the official code
+    bias: bool = False             # True: the authors' network (biases, nn.Linear's initialisation), BiasedTreeNet
     seed: int = 0
     dtype: torch.dtype = torch.float32
 
     def describe(self) -> str:
-        extra = "" if self.share_root else ", share_root=False"
+        extra = ("" if self.share_root else ", share_root=False") + (", bias=True" if self.bias else "")
         return (f"depth={self.depth}, c={self.branching}, delta=[{self.delta_lower}, {self.delta_upper}], "
                 f"hid={self.hid}, steps={self.steps}, batch={self.batch}, lr={self.lr}, tau={self.tau}, "
                 f"loss={self.loss}, seed={self.seed}{extra}")
@@ -63,12 +64,50 @@ class TrainResult:
     seconds: float = 0.0
 
 
+class BiasedTreeNet(TreeMirrorNet):
+    """The authors' HLTM network (ssl/hltm/simCLR_hltm.py of facebookresearch/luckmatters): every group is an
+    ``nn.Linear`` with a bias, initialised as torch does (weights and biases U(-1/sqrt(fan_in), 1/sqrt(fan_in))).
+    Outside the theorems' class (not homogeneous); used only for training as the authors ran it."""
+
+    def __init__(self, depth: int, branching: int, hid: int, *, seed: int, dtype=torch.float64, device="cpu"):
+        super().__init__(depth, branching, hid, seed=seed, dtype=dtype, device=device)
+        g = make_generator(derive_seed(seed, "linear init"))
+        biases = []
+        with torch.no_grad():
+            for w in self.weights:
+                bound = w.shape[-1] ** -0.5
+                w.copy_((torch.rand(w.shape, generator=g, dtype=torch.float64) * 2 - 1) * bound)
+                b = (torch.rand(w.shape[:2], generator=g, dtype=torch.float64) * 2 - 1) * bound
+                biases.append(torch.nn.Parameter(b.to(dtype=dtype, device=device)))
+        self.biases = torch.nn.ParameterList(biases)
+
+    def forward_cache(self, x, gates=None):
+        if x.dim() != 2 or x.shape[1] != self.n_leaves:
+            raise BadInput(f"TreeMirrorNet expects inputs of shape (batch, {self.n_leaves}), got {tuple(x.shape)}")
+        pres, used = [None] * self.depth, [None] * self.depth
+        h = x
+        for i, (w, b) in enumerate(zip(self.weights, self.biases)):
+            level = self.depth - 1 - i
+            pre = torch.einsum("bgi,goi->bgo", h.reshape(x.shape[0], w.shape[0], w.shape[2]), w) + b
+            pres[level] = pre
+            if level > 0:
+                d = gates[level] if gates is not None else (pre > 0).to(pre.dtype)
+                used[level] = d
+                h = d * pre
+        return pres, used
+
+
+def network(spec: TrainSpec) -> TreeMirrorNet:
+    """The run's network as initialised: bias-free (the suite's) or the authors' (``spec.bias``)."""
+    kind = BiasedTreeNet if spec.bias else TreeMirrorNet
+    return kind(spec.depth, spec.branching, spec.hid, seed=derive_seed(spec.seed, "net"), dtype=spec.dtype)
+
+
 def build(spec: TrainSpec):
     """(model, net, evaluation set) of a run; every random choice follows from ``spec.seed``."""
     model = make_hltm(spec.depth, spec.branching, spec.delta_lower, spec.delta_upper,
                       seed=derive_seed(spec.seed, "tree"))
-    net = TreeMirrorNet(spec.depth, spec.branching, spec.hid, seed=derive_seed(spec.seed, "net"), dtype=spec.dtype)
-    return model, net, eval_set(model, seed=derive_seed(spec.seed, "eval"))
+    return model, network(spec), eval_set(model, seed=derive_seed(spec.seed, "eval"))
 
 
 def normalised(f: torch.Tensor, eps: float) -> torch.Tensor:
@@ -153,8 +192,7 @@ def train_many(specs: list, progress=None, device="cpu") -> list:
 
 def initial_net(result: TrainResult) -> TreeMirrorNet:
     """The run's network as it was before training."""
-    s = result.spec
-    net = TreeMirrorNet(s.depth, s.branching, s.hid, seed=derive_seed(s.seed, "net"), dtype=s.dtype)
+    net = network(result.spec)
     net.load_state_dict(result.initial_state)
     return net
 
