@@ -28,7 +28,7 @@ class CheckResult:
     worst place (layer, pair, index); ``seed``; ``message``: the explanation and hint, without the
     tolerance (``summary()`` states it once); ``subject`` / ``network``: what was checked;
     ``reproduce``: a command that reruns it; ``details``: further figures by name (a theorem checker's rank,
-    eigenvalues, per-step alignment, ...).
+    eigenvalues, per-step alignment; a regression property's float32 finding, written as-is to the JSON report).
     """
 
     check: str
@@ -47,6 +47,8 @@ class CheckResult:
     def __post_init__(self):
         if self.status not in STATUSES:
             raise ValueError(f"status {self.status!r} is not one of {STATUSES}")
+        if self.details is None:
+            object.__setattr__(self, "details", {})
 
     @property
     def ok(self) -> bool:
@@ -74,4 +76,4 @@ class CheckResult:
         return {"property": self.check, "subject": self.subject, "network": self.network, "status": self.status,
                 "measured": finite_or_none(self.measured), "tolerance": self.tolerance,
                 "tolerance_reason": self.tolerance_reason, "where": self.where, "seed": self.seed,
-                "message": self.message, "reproduce": self.reproduce}
+                "message": self.message, "reproduce": self.reproduce, "details": self.details}

@@ -389,6 +389,18 @@ REGRESSION = [   # regression mode (reference/regression/)
        "wrong = ((roles == 1) & (weights < -noise))", "the sign check ignores negatives pulled together"),
     _m("regression-undeclared-weak", "regression/loss_properties.py", "return Verdict(worst <= noise, worst / float(weights.abs().max()), tol, message)",
        "return Verdict(True, worst / float(weights.abs().max()), tol, message)", "undeclared pairs never fail"),
+    # precision.py: the temperature policy of stability_float32 (issue 18)
+    _m("regression-float32-strict-ignored", "regression/precision.py",
+       'strict = bool(getattr(adapter, "strict_float32", False))', "strict = False",
+       "strict_float32 / --ssl-strict-float32 ignored: a finding below the declared tau never fails"),
+    _m("regression-float32-finding-fails", "regression/precision.py",
+       "        return Verdict(True, worst.error, _tolerance_text(worst),\n                       f\"{passed}; {finding_text",
+       "        return Verdict(False, worst.error, _tolerance_text(worst),\n                       f\"{passed}; {finding_text",
+       "a finding below the declared tau fails correct losses (the red CI of issue 18)"),
+    _m("regression-float32-cause-swapped", "regression/precision.py",
+       'if any(not r.finite and r.where == "nearly aligned points" for r in bad):',
+       'if any(not r.finite and r.where == "inverted points" for r in bad):',
+       "an overflowing exp() (no maximum subtracted) is named a two-step -log(softmax)"),
 ]
 
 DIGITS = [   # the digits study (reference/digits/)

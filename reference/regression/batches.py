@@ -15,6 +15,7 @@ import torch
 
 from dualnet_ssl.errors import BadInput, NotApplicable
 from dualnet_ssl.regression.declarations import LossAdapter
+from dualnet_ssl.regression.hints import usage_hint
 from dualnet_ssl.regression.probe import PROBE_SAMPLES, Probe, make_probe
 from dualnet_ssl.regression.verdicts import Verdict, require_finite
 from dualnet_ssl.seeding import derive_seed
@@ -100,6 +101,5 @@ def first_call(adapter: LossAdapter) -> None:
                 if value.requires_grad:
                     torch.autograd.grad(value.sum(), z, allow_unused=True)
             except Exception as err:   # the user's loss cannot run on the probe: one usage error that says why
-                hint = ("" if getattr(adapter, "batch_size", None) else
-                        "; if the loss needs one batch size, declare batch_size=N (or pass --ssl-batch N)")
+                hint = usage_hint(err, adapter, probe, dtype)   # fits the error's kind (shape, dtype, ...)
                 raise BadInput(f"{where} raised {type(err).__name__}: {err}{hint}") from None

@@ -61,6 +61,9 @@ class LossAdapter:
     scale: float | None = None
     batch_size: int | None = None
     dim: int | None = None
+    temperatures: tuple[float, float] | None = None   # the (low, high) tau range the float32 verdict covers
+    strict_float32: bool = False                      # a float32 finding below the declared tau fails
+    dtype: str | None = None                          # the one dtype the loss accepts: "float32" or "float64"
     name: str = ""
 
     def __post_init__(self):
@@ -82,6 +85,27 @@ class LossAdapter:
             if value is not None and not (isinstance(value, int) and value >= least):
                 raise BadInput(f"loss declaration: {what} must be an integer >= {least}, got {value!r}")
         self._check_conventions()
+        self._check_float32_policy()
+
+    def _check_float32_policy(self) -> None:
+        """``temperatures=(low, high)``: 0 < low <= high, and a ``temperature_kwarg`` to rebuild the loss there."""
+        if self.dtype not in (None, "float32", "float64"):
+            raise BadInput(f"loss declaration: dtype={self.dtype!r} is not one of (None, 'float32', 'float64'): declare "
+                           "it only for a loss that accepts one dtype")
+        if not isinstance(self.strict_float32, bool):
+            raise BadInput(f"loss declaration: strict_float32 must be true or false, got {self.strict_float32!r}")
+        if self.temperatures is None:
+            return
+        pair = self.temperatures
+        if not (isinstance(pair, (tuple, list)) and len(pair) == 2
+                and all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in pair)
+                and 0 < float(pair[0]) <= float(pair[1])):
+            raise BadInput(f"loss declaration: temperatures must be a pair (low, high) with 0 < low <= high, such as "
+                           f"[0.05, 0.5], got {pair!r}")
+        if not self.temperature_kwarg:
+            raise BadInput("loss declaration: temperatures=(low, high) needs temperature_kwarg, the factory's keyword "
+                           "for tau, so the float32 check can rebuild the loss at those temperatures")
+        object.__setattr__(self, "temperatures", (float(pair[0]), float(pair[1])))
 
     def _check_conventions(self) -> None:
         def refuse(why: str):

@@ -15,6 +15,7 @@ from torch import nn
 from dualnet_ssl.errors import BadInput
 from dualnet_ssl.regression.batches import first_call
 from dualnet_ssl.regression.declarations import DECLARATION_FIELDS, LossAdapter, NetAdapter
+from dualnet_ssl.regression.hints import in_declared_dtype
 
 def load_object(spec: str) -> Any:
     """``"pkg.mod:attr.sub"`` -> the object; ``BadInput`` that says what to fix when it cannot be found."""
@@ -71,6 +72,7 @@ class LossSubject:
     kwargs: dict = field(default_factory=dict)
     declares: dict | None = None
     batch_size: int | None = None
+    strict_float32: bool = False   # --ssl-strict-float32: a float32 finding below the declared tau fails
 
     def build(self, **overrides) -> LossAdapter:
         kwargs = {**self.kwargs, **overrides}
@@ -95,6 +97,9 @@ class LossSubject:
             raise BadInput(f"'{self.name}' returned {type(made).__name__}, expected a loss callable or a LossAdapter")
         if self.batch_size is not None:
             adapter = dataclasses.replace(adapter, batch_size=self.batch_size)
+        if self.strict_float32:
+            adapter = dataclasses.replace(adapter, strict_float32=True)
+        adapter = in_declared_dtype(adapter)   # a declared dtype: the loss is fed that dtype only
         return adapter if adapter.name else dataclasses.replace(adapter, name=self.name)
 
     def at_temperature(self, tau: float) -> LossAdapter | None:
@@ -106,14 +111,14 @@ class LossSubject:
         return dataclasses.replace(rebuilt, temperature=tau)
 
 def load_loss(spec: str, kwargs: str | None = None, declares: str | None = None,
-              batch_size: int | None = None) -> LossSubject:
+              batch_size: int | None = None, strict_float32: bool = False) -> LossSubject:
     """``--ssl-loss SPEC --ssl-loss-kwargs JSON --ssl-loss-declares JSON --ssl-batch N`` -> a checked
     ``LossSubject``: built and called once on the probe batch at every probe size, so that an unusable loss is
     one usage error with its cause rather than a failure in every check."""
     if batch_size is not None and not (isinstance(batch_size, int) and batch_size >= 2):
         raise BadInput(f"--ssl-batch must be an integer >= 2, got {batch_size!r}")
     subject = LossSubject(spec, load_object(spec), parse_json_object(kwargs, "--ssl-loss-kwargs") or {},
-                          parse_json_object(declares, "--ssl-loss-declares"), batch_size)
+                          parse_json_object(declares, "--ssl-loss-declares"), batch_size, bool(strict_float32))
     first_call(subject.build())
     return subject
 

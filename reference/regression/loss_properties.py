@@ -6,6 +6,7 @@ import torch
 from dualnet_ssl.regression.batches import batch_sizes, over_batches
 from dualnet_ssl.regression.conventions import gradient_routing, positive_total_signs, symmetry_not_applicable
 from dualnet_ssl.regression.declarations import LossAdapter
+from dualnet_ssl.regression.hints import with_routing_hint
 from dualnet_ssl.regression.declared import anchor_rows, declared_pairs, noise_floor, not_decidable
 from dualnet_ssl.regression.loading import LossSubject
 from dualnet_ssl.regression.precision import check_float32
@@ -111,9 +112,9 @@ def _balance_total(adapter: LossAdapter, probe: Probe) -> Verdict:
     tol = tolerance(working_dtype(found.value, weights), "gradient")
     ok = abs(total) <= tol.atol + tol.rtol * scale
     roles = probe.layout.roles()
-    pos, neg = float(weights[roles == 1].sum()) / 2, float(weights[roles == -1].sum()) / 2
-    message = (f"sum over all pairs of dL/dr = {total:.3e} (positives {pos:.3e}, declared negatives {neg:.3e}, "
-               f"sum |dL/dr| = {scale:.3e}); Theorem 2 needs it to be 0")
+    pos, neg, other = (float(torch.triu(weights * (roles == role), diagonal=1).sum()) for role in (1, -1, 0))
+    message = (f"sum over all pairs of dL/dr = {total:.3e} = positives {pos:.3e} + declared negatives {neg:.3e} + "
+               f"undeclared pairs {other:.3e} (sum |dL/dr| = {scale:.3e}); Theorem 2 needs it to be 0")
     if not ok:
         message += "; the loss is not balanced, so its gradient is not a covariance operator"
         message += _imbalance_hint(weights, probe, pos, neg, tol)
@@ -215,12 +216,15 @@ def check_loss(subject: LossSubject, prop: str, seed: int) -> CheckResult:
     if prop not in LOSS_PROPERTIES:
         raise BadInput(f"unknown loss property {prop!r}; known: {LOSS_PROPERTIES}")
 
-    def body() -> Verdict:
+    def verdict() -> Verdict:
         if prop == "stability_float32":
             return check_float32(subject, seed)
         if prop in DEFAULT_SIZE_ONLY:
             adapter = subject.build()
             return _LOSS_CHECKS[prop](adapter, make_probe(adapter, seed, n_samples=batch_sizes(adapter)[0]))
         return over_batches(_LOSS_CHECKS[prop], subject.build(), seed)
+
+    def body() -> Verdict:   # a failing record names an undeclared stop-gradient when that is the likely cause
+        return with_routing_hint(verdict(), subject.build, seed)
 
     return run_check(prop, subject.name, seed, body)

@@ -12,6 +12,7 @@ import dataclasses
 import re
 import shlex
 import sys
+import warnings
 
 import pytest
 
@@ -21,9 +22,10 @@ from dualnet_ssl.regression.builtin import reference_mlp
 from dualnet_ssl.regression.loading import NetSubject, load_loss, load_net
 from dualnet_ssl.regression.noncontrastive import load_noncontrastive, plugin_checks
 from dualnet_ssl.regression.loss_properties import LOSS_PROPERTIES, check_loss
+from dualnet_ssl.regression.precision import Float32Finding, finding_text
 from dualnet_ssl.regression.network_properties import (COVARIANCE_PROPERTY, NET_PROPERTIES, check_covariance_form,
                                                        check_network)
-from dualnet_ssl.regression.report import REPORT_FORMAT, summary, write_report  # noqa: F401 (REPORT_FORMAT: re-exported)
+from dualnet_ssl.regression.report import REPORT_FORMAT, property_summary, summary, write_report  # noqa: F401 (REPORT_FORMAT: re-exported)
 from dualnet_ssl.results import CheckResult
 from dualnet_ssl.seeding import derive_seed
 
@@ -42,7 +44,8 @@ def _load_subjects(config) -> dict:
     try:
         noncontrastive = load_noncontrastive(opt("--ssl-loss"), opt("--ssl-loss-kwargs")) if opt("--ssl-loss") else None
         loss = load_loss(opt("--ssl-loss"), opt("--ssl-loss-kwargs"), opt("--ssl-loss-declares"),
-                         opt("--ssl-batch")) if opt("--ssl-loss") and noncontrastive is None else None
+                         opt("--ssl-batch"), opt("--ssl-strict-float32")) \
+            if opt("--ssl-loss") and noncontrastive is None else None
         net = load_net(opt("--ssl-model"), opt("--ssl-model-kwargs"), opt("--ssl-model-input")) \
             if opt("--ssl-model") else None
     except BadInput as err:
@@ -67,7 +70,9 @@ def _cli(config) -> str:
     parts = []
     for name in OPTIONS:
         value = config.getoption(name)
-        if value is not None and not (name == "--ssl-seeds" and value == 1):
+        if isinstance(value, bool):
+            parts += [name] if value else []   # a flag: named when on
+        elif value is not None and not (name == "--ssl-seeds" and value == 1):
             parts += [name, shlex.quote(str(value))]
     return " ".join(parts)
 
@@ -110,6 +115,10 @@ class RegressionCheck(pytest.Item):
         seed = derive_seed(self.draw, self.prop)
         result = dataclasses.replace(self._check(seed), reproduce=self.reproduce)
         self.config.stash[_RECORDS].append({**result.record(), "test": self.nodeid})
+        finding = (result.details or {}).get("finding")
+        if finding is not None and result.status == "pass":
+            warnings.warn(Float32Finding(f"{result.subject}: {finding_text(finding)} (below the declared "
+                                         "temperature; --ssl-strict-float32 makes it a failure)"))
         assert_result(result)
 
     def repr_failure(self, excinfo, style=None):
@@ -173,8 +182,12 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     counts = summary(records)
     path = config.getoption(REPORT_OPTION)
     terminalreporter.write_sep("-", "ssl regression check")
+    props = property_summary(records)
+    per = "" if props["properties"] == len(records) else f" (records: {props['properties']} properties, several draws)"
+    findings = f"; {props['float32_findings']} float32 finding(s) below the declared tau (warnings above)" \
+        if props["float32_findings"] else ""
     terminalreporter.write_line(", ".join(f"{n} {status.replace('_', ' ')}" for status, n in counts.items())
-                                + (f"; report written to {path}" if path else ""))
+                                + per + findings + (f"; report written to {path}" if path else ""))
     for r in records:
         if r["status"] == "fail":
             on = r["subject"] + (f" on {r['network']}" if r["network"] else "")

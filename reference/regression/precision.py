@@ -14,20 +14,13 @@ with ``size`` the norm of the weights, or for the value |L| + sum |dL/dr_ij| r_i
 may cancel, as L_simp's does). Correct float32 code stays within a small multiple of its sensitivity at every
 tau; a float16 step (rounding 4096 x float32's) or a saturating cap does not.
 
-Temperatures: the declared tau, and with ``temperature_kwarg`` every tau of ``TAU_GRID`` below it (the loss
-rebuilt there). The verdict (docs/REGRESSION.md, "The properties"):
-
-- a wrong or non-finite figure at the declared tau fails: that is the temperature the user trains at;
-- below the declared tau, a NaN or inf on the nearly aligned or the orthogonal inverted points fails
-  (``STRICT_PROBES``): a correct log-sum-exp is finite there at any tau, so only an overflowing exp() (the classic
-  exp() without subtracting the maximum is finite at tau = 0.5 and NaN at 0.01) or a -log of an underflowed
-  share makes it;
-- below the declared tau, a finite figure off by more than ``FLOAT32_GROSS_FACTOR`` times the allowed error
-  fails: a silent gross error, as a saturating cap gives (``log(p + finfo.tiny)``: pair weights off by 100%);
-- anything else below the declared tau is reported, not failed: the message gives the smallest tau down to which
-  float32 stays accurate and where it first is not. A NaN there can come from a sum of exponentials that
-  underflows to 0 when one logit dominates by more than 88 (HobbitLong's SupCon formula does this at tau = 0.01
-  on some probes), which is a limit of the temperature, not a bug at the declared one.
+Temperatures (docs/REGRESSION.md, "How the temperature decides the verdict"): the verdict is decided at the
+temperatures the loss declares it is used at, its ``temperature`` or every tau of a declared range
+``temperatures=(low, high)``; there an inaccurate or non-finite figure fails, with its cause. With
+``temperature_kwarg`` the loss is rebuilt at the grid temperatures below them (sampled at large batches): an
+inaccuracy there is a *finding* (the smallest safe tau and the cause, ``diagnose``), shown as a ``Float32Finding``
+warning and recorded in the verdict's ``details``; it fails only when ``strict_float32`` is declared (or the run
+passes ``--ssl-strict-float32``).
 """
 from __future__ import annotations
 
@@ -40,10 +33,13 @@ from torch import nn
 from dualnet_ssl.errors import NotApplicable
 from dualnet_ssl.regression.batches import probes
 from dualnet_ssl.regression.declarations import LossAdapter
-from dualnet_ssl.regression.probe import Probe, make_probe, recover_weights
+from dualnet_ssl.regression.hints import NOT_CHECKED_IN
+from dualnet_ssl.regression.probe import (PairWeights, Probe, _routed_pairs, make_probe, pair_gradients,
+                                          recover_weights)
+from dualnet_ssl.regression.signatures import all_but_one
 from dualnet_ssl.regression.verdicts import Verdict
 from dualnet_ssl.seeding import derive_seed, make_generator
-from dualnet_ssl.thresholds import FLOAT32_GROSS_FACTOR, FLOAT32_SENSITIVITY_FACTOR
+from dualnet_ssl.thresholds import FLOAT32_GROSS_FACTOR, FLOAT32_LOW_PRECISION_ERROR, FLOAT32_SENSITIVITY_FACTOR
 from dualnet_ssl.tolerances import tolerance
 
 TAU_GRID = (1.0, 0.5, 0.2, 0.1, 0.05, 0.02, 0.01)
@@ -65,13 +61,6 @@ the positive's share is about e^-100 for every anchor at once: a cap or a two-st
 this draw whatever the seed, where the random spread points expose it only on some draws (pytorch-metric-
 learning's one-directional NTXentLoss: 4 of 24 seeds)."""
 
-
-STRICT_PROBES = ("nearly aligned points", "orthogonal inverted points")
-"""The geometries on which a non-finite figure below the declared tau fails. A log-sum-exp computed correctly is
-finite on both at any tau >= 0.01: nearly aligned, every logit is about 1/tau (only an exp() that overflows fails);
-orthogonal inverted, the positive's logit is -1/tau and every negative's 0 (only a -log of a share that underflows
-fails). Random geometries can push a correct but fragile formula (SupCon's self-similarity in the max) to underflow
-at tau = 0.01, so a non-finite figure there is reported."""
 
 
 class _PerturbGradient(torch.autograd.Function):
@@ -139,6 +128,65 @@ def _seen_distances(adapter: LossAdapter, gram: torch.Tensor) -> torch.Tensor:
     return (d[:, None] + d[None, :]) / 2 - gram
 
 
+LARGE_PROBE = 128
+"""Points above which the tau grid below the declared temperatures is sampled (SAMPLED_GRID_POINTS of it), so the
+float32 check stays within its budget at any declared batch size (docs/REGRESSION.md, "Cost")."""
+
+SAMPLED_GRID_POINTS = 2
+"""Grid temperatures probed below the declared ones at large batches: the first below them and the lowest, 0.01."""
+
+
+SAMPLED_ROWS = 32
+"""At a large routed probe (more than LARGE_PROBE points, a declared stop-gradient), the pair weights are solved
+for this many live points (seeded) instead of all: each point's least-squares fit costs n^2 D, so the full
+recovery at the 516 points of a queue loss at batch 256 takes 35 s, the sampled one about 2 s. All four
+evaluations (exact, rounded, single, ideal) use the same rows, so they stay comparable."""
+
+
+def _sampled_rows(probe: Probe) -> torch.Tensor | None:
+    """The live points whose weights are solved for at a large routed probe (seeded), or None: all of them."""
+    layout = probe.layout
+    if not layout.routed or layout.n_points <= LARGE_PROBE:
+        return None
+    live = torch.nonzero(layout.live).flatten()
+    pick = torch.randperm(len(live), generator=make_generator(derive_seed(probe.seed, "float32 rows")))
+    return live[pick[:SAMPLED_ROWS]].sort().values
+
+
+def _weights(adapters: list[LossAdapter], probe: Probe, cache: dict | None = None) -> list[PairWeights]:
+    """The pair weights float32 is held to, for each of ``adapters`` (the same loss, cast differently) at the same
+    points: all of them, or at a large routed probe those of SAMPLED_ROWS live points (the weights in their
+    gradients, docs/THEORY.md §5a), one basis (kept in ``cache`` for the next call at these points) and one
+    least-squares solve for all, so the cost stays bounded."""
+    rows = _sampled_rows(probe) if adapters[0].gradient_to == "anchors" or probe.layout.routed else None
+    if rows is None:
+        return [recover_weights(adapter, probe) for adapter in adapters]
+    n = probe.layout.n_points
+    values, grads = [], []
+    for adapter in adapters:
+        z = probe.points().detach().clone().requires_grad_(True)
+        value = adapter.evaluate(z, probe.layout)
+        (grad,) = torch.autograd.grad(value.sum(), z, allow_unused=True) if value.requires_grad else (None,)
+        values.append(value.detach())
+        grads.append(torch.zeros_like(z) if grad is None else grad)
+    others = all_but_one(n)[rows]                                                                   # (k, n-1)
+    if cache is None or "basis" not in cache:
+        basis = pair_gradients(probe.points().double(), adapters[0])[rows[:, None], others].transpose(1, 2)
+        cache = {} if cache is None else cache
+        cache["basis"] = basis                                                                       # (k, D, n-1)
+    basis = cache["basis"]
+    rhs = torch.stack([g.double()[rows] for g in grads], dim=2)                                     # (k, D, runs)
+    solution = torch.linalg.lstsq(basis, rhs).solution                                               # (k, n-1, runs)
+    sampled = torch.zeros(n, dtype=torch.bool)
+    sampled[rows] = True
+    found = []
+    for k, value in enumerate(values):
+        flow = torch.zeros(n, n, dtype=torch.float64)
+        flow[rows[:, None], others] = solution[..., k]
+        found.append(PairWeights(value, _routed_pairs(flow, adapters[0], sampled), None, flow))
+    return found
+
+
 @dataclasses.dataclass(frozen=True)
 class Reading:
     tau: float | None
@@ -150,13 +198,13 @@ class Reading:
 
 
 def _read(adapter: LossAdapter, probe: Probe, tau: float | None, where: str) -> Reading:
-    exact = recover_weights(adapter, probe)
+    shared: dict = {}   # the sampled rows' basis at a large routed probe, computed once for the four runs
+    exact, rounded, single = _weights([adapter, _in(adapter, torch.float64), _in(adapter, torch.float32)], probe,
+                                      shared)
     if exact.value.dtype != torch.float64:
         raise NotApplicable(f"the loss returns {exact.value.dtype} on float64 inputs, so it has no float64 twin to "
                             "hold its float32 results to; return float64 for float64 inputs to check float32 accuracy")
-    rounded = recover_weights(_in(adapter, torch.float64), probe)
-    single = recover_weights(_in(adapter, torch.float32), probe)
-    ideal = recover_weights(_in(adapter, torch.float64, _summation_noise(probe, exact.pairs)), probe)
+    (ideal,) = _weights([_in(adapter, torch.float64, _summation_noise(probe, exact.pairs))], probe, shared)
     for run, dtype in ((exact, "float64"), (rounded, "float64"), (single, "float32")):
         for quantity, t in (("value", run.value), ("pair weights", run.pairs)):
             if not bool(torch.isfinite(t).all()):
@@ -176,9 +224,18 @@ def _read(adapter: LossAdapter, probe: Probe, tau: float | None, where: str) -> 
     return worst
 
 
-def _at(adapter: LossAdapter, probe: Probe, tau: float | None) -> list[Reading]:
-    readings = [_read(adapter, probe, tau, f"probe points, N={probe.layout.n_samples}")]
-    return readings + [_read(adapter, p, tau, f"{k} points") for k, p in _extremes(adapter, probe).items()]
+DIAGNOSTIC_GEOMETRIES = ("nearly aligned", "inverted", "orthogonal inverted")
+"""The geometries probed below the declared temperatures at a large probe (more than LARGE_PROBE points): the ones
+whose pattern names the cause (``diagnose``); the random probe and spread points are probed at the declared tau."""
+
+
+def _at(adapter: LossAdapter, probe: Probe, tau: float | None, finding_only: bool = False) -> list[Reading]:
+    """Readings at ``tau`` on the probe and the extreme geometries; for a finding below the declared temperatures
+    at a large probe, on the diagnostic geometries only (the cost bound of docs/REGRESSION.md, "Cost")."""
+    sampled = finding_only and probe.layout.n_points > LARGE_PROBE
+    readings = [] if sampled else [_read(adapter, probe, tau, f"probe points, N={probe.layout.n_samples}")]
+    return readings + [_read(adapter, p, tau, f"{k} points") for k, p in _extremes(adapter, probe).items()
+                       if not sampled or k in DIAGNOSTIC_GEOMETRIES]
 
 
 def _ok(r: Reading) -> bool:
@@ -196,55 +253,176 @@ def _where(r: Reading) -> str:
     return f"{'own temperature' if r.tau is None else f'tau={r.tau:g}'}, {r.where}"
 
 
-def _smallest_accurate(declared: float | None, below: list) -> str:
-    if declared is None:
-        return ("probed at the loss's own temperature only (declare temperature and temperature_kwarg to probe "
-                "the tau grid down to 0.01)")
+class Float32Finding(UserWarning):
+    """float32 loses accuracy below the temperatures the loss declares: reported (a pytest warning and the report's
+    ``details``), not failed, unless ``strict_float32`` is declared or ``--ssl-strict-float32`` is given."""
+
+
+CAUSES = {
+    "float64_nan": "NaN or inf already in float64: the loss itself is not finite at these points, whatever the dtype",
+    "low_precision": "a float16/bfloat16 step: float32 is off by about float16's or bfloat16's rounding (1e-4 to "
+                     "1e-2) on ordinary points, at large tau too; compute the similarities in the inputs' dtype",
+    "no_max_subtraction": "exp() without the maximum subtracted: on nearly aligned points every logit is about 1/tau "
+                          "and exp(1/tau) overflows float32 once 1/tau > 88.7; use logsumexp or cross_entropy",
+    "two_step_softmax": "a -log(softmax(.)) in two steps: the positive's share underflows float32 (e^-103) on "
+                        "inverted points, and its log is inf; use log_softmax or cross_entropy",
+    "saturating_cap": "a saturating cap: finite but grossly wrong float32 figures (a log(p + finfo.tiny) or a clamp "
+                      "on exp at the dtype's limit holds the value while its gradient vanishes); use log_softmax",
+    "masked_max": "a maximum taken over a masked entry: the maximum subtracted includes the masked self-similarity "
+                  "(1/tau), so where every other logit lies more than 103 below it (positives and negatives far "
+                  "from the anchor) the sum of exponentials underflows float32 to 0 and its log is -inf (SupCon's "
+                  "reference code); take the maximum over the unmasked logits only",
+    "undetermined": "cause not determined (none of the patterns of a float16 step, an exp() without the maximum, a "
+                    "two-step -log(softmax), a saturating cap or a maximum over a masked entry)",
+}
+"""The causes of a float32 inaccuracy the suite tells apart from the pattern of its readings (``diagnose``)."""
+
+def diagnose(readings: list[Reading]) -> str:
+    """The cause (a key of CAUSES) the pattern of inaccurate readings points to. NaN in float64 first. Then, when
+    float32 is non-finite somewhere: on nearly aligned points (exp() overflows: no maximum subtracted); on inverted
+    points (the positive's share underflows: a two-step -log(softmax)); elsewhere only, a saturating cap if some
+    finite figure is grossly off, else a maximum over the masked entry. When every figure is finite: off by more
+    than FLOAT32_LOW_PRECISION_ERROR relative, a saturating cap; a smaller error on the ordinary probe points, a
+    float16/bfloat16 step; off the probe points by more than FLOAT32_GROSS_FACTOR x the allowed error, a
+    saturating cap again (its value held near log(tiny)); else undetermined."""
+    bad = [r for r in readings if not _ok(r)]
+    small = float(FLOAT32_LOW_PRECISION_ERROR)
+    on_probe = [r for r in bad if r.where.startswith("probe points")]
+    gross = any(r.finite and (r.error > small or (r not in on_probe and r.error > float(FLOAT32_GROSS_FACTOR)
+                                                   * r.allowed)) for r in bad)
+    if any(not r.finite and r.quantity.startswith("float64") for r in bad):
+        return "float64_nan"
+    if any(not r.finite for r in bad):
+        if any(not r.finite and r.where == "nearly aligned points" for r in bad):
+            return "no_max_subtraction"
+        if any(not r.finite and r.where == "inverted points" for r in bad):
+            return "two_step_softmax"
+        return "saturating_cap" if gross else "masked_max"
+    if any(r.error > small for r in bad):
+        return "saturating_cap"
+    if on_probe:
+        return "low_precision"
+    return "saturating_cap" if gross else "undetermined"
+
+
+def _smallest_accurate(declared: float, below: list) -> float:
+    """The smallest tau down to which every reading is accurate, walking the (sampled) grid down from ``declared``."""
     smallest = declared
     for tau, readings in below:
         if not all(_ok(r) for r in readings):
-            return f"float32 stays accurate down to tau={smallest:g}, not below"
+            break
         smallest = tau
-    return f"float32 stays accurate down to tau={smallest:g}" + (", the whole grid" if below else "")
+    return smallest
+
+
+def verdict_temperatures(adapter: LossAdapter) -> tuple[float | None, ...]:
+    """The temperatures the float32 verdict is decided at: the declared tau (None: the loss's own), and with
+    ``temperatures=(low, high)`` both ends and every grid tau between them."""
+    taus = [adapter.temperature]
+    if getattr(adapter, "temperatures", None):
+        low, high = adapter.temperatures
+        taus += [low, high] + [t for t in TAU_GRID if low < t < high]
+    return tuple(dict.fromkeys(t for t in taus if t is not None or len(taus) == 1))
+
+
+def grid_below(adapter: LossAdapter, n_points: int) -> tuple[float, ...]:
+    """The grid temperatures below every verdict temperature, probed for findings (with ``temperature_kwarg``);
+    sampled at large batches."""
+    taus = [t for t in verdict_temperatures(adapter) if t is not None]
+    if not (taus and adapter.temperature_kwarg):
+        return ()
+    below = tuple(t for t in TAU_GRID if t < min(taus))
+    if n_points > LARGE_PROBE and len(below) > SAMPLED_GRID_POINTS:
+        below = below[:SAMPLED_GRID_POINTS - 1] + below[-1:]
+    return below
+
+
+def _tolerance_text(r: Reading) -> str:
+    return (f"{r.allowed:.2e} relative (the float32_accuracy tolerance + {float(FLOAT32_SENSITIVITY_FACTOR):g} "
+            "x the loss's float32 sensitivity at these points)")
+
+
+def _finding(declared: float, below: list, strict: bool) -> dict | None:
+    """The float32 finding below the verdict temperatures: the smallest safe tau, the first inaccurate reading and
+    its cause (strict-JSON values), or None when float32 is accurate on the whole probed grid."""
+    flat = [r for _, readings in below for r in readings]
+    first = next((r for r in flat if not _ok(r)), None)
+    if first is None:
+        return None
+    cause = diagnose(flat)
+    return {"smallest_safe_tau": _smallest_accurate(declared, below), "first_inaccurate": {
+        "tau": first.tau, "where": first.where, "quantity": first.quantity,
+        "error": first.error if math.isfinite(first.error) else None, "allowed": first.allowed},
+        "cause": cause, "cause_text": CAUSES[cause], "strict": strict,
+        "probed": [tau for tau, _ in below]}
+
+
+def finding_text(finding: dict) -> str:
+    """One sentence for the pytest warning and the passing verdict's message."""
+    first = finding["first_inaccurate"]
+    figure = ("NaN or inf" if first["error"] is None else
+              f"off by {first['error']:.2e} relative (allowed {first['allowed']:.2e})")
+    return (f"float32 finding: accurate down to tau={finding['smallest_safe_tau']:g} only; at tau={first['tau']:g}, "
+            f"{first['where']}, the float32 {first['quantity']} {'are' if first['quantity'].endswith('s') else 'is'} "
+            f"{figure}; cause: {finding['cause_text']}")
 
 
 def check_float32(subject, seed: int) -> Verdict:
-    """The property ``stability_float32``: float32 value and pair weights accurate (and finite) at the declared
-    tau (every probe batch size; nearly aligned, spread, inverted points) and on the tau grid below it; it gives
-    the smallest tau down to which float32 stays accurate (see the module docstring)."""
+    """The property ``stability_float32`` (docs/REGRESSION.md, "float32 accuracy"): float32 value and pair weights
+    accurate and finite at the declared tau (every probe batch size; nearly aligned, spread, inverted points), or at
+    every tau of a declared range ``temperatures``. Below them it is a finding (smallest safe tau and cause, in the
+    verdict's ``details``), a failure only with ``strict_float32``."""
     adapter = subject.build()
+    if getattr(adapter, "dtype", None):
+        raise NotApplicable(f"declared dtype='{adapter.dtype}': the loss accepts one dtype only, so "
+                            f"{NOT_CHECKED_IN[adapter.dtype]}")
     declared = adapter.temperature
     sized = probes(adapter, seed)
     here = _at(adapter, sized[0], declared) + [_read(adapter, p, declared, f"probe points, N={p.layout.n_samples}")
                                                for p in sized[1:]]
-    below = []
-    if declared is not None and adapter.temperature_kwarg:
-        for tau in (t for t in TAU_GRID if t < declared):
+    for tau in verdict_temperatures(adapter):
+        if tau is not None and tau != declared:
             rebuilt = subject.at_temperature(tau)
-            below.append((tau, _at(rebuilt, make_probe(rebuilt, derive_seed(seed, f"tau {tau:g}")), tau)))
-    reach = _smallest_accurate(declared if adapter.temperature_kwarg else None, below)
-    if not all(_ok(r) for r in here):
-        reach = "float32 is not accurate even at the declared temperature"
+            here += _at(rebuilt, make_probe(rebuilt, derive_seed(seed, f"tau {tau:g}")), tau)
+    below = []
+    for tau in grid_below(adapter, sized[0].layout.n_points):
+        rebuilt = subject.at_temperature(tau)
+        below.append((tau, _at(rebuilt, make_probe(rebuilt, derive_seed(seed, f"tau {tau:g}")), tau, True)))
+    lowest = min((t for t in verdict_temperatures(adapter) if t is not None), default=None)
+    strict = bool(getattr(adapter, "strict_float32", False))
+    finding = _finding(lowest, below, strict) if below else None
+    ranged = bool(getattr(adapter, "temperatures", None))
+    at = ("the declared temperature" if not ranged else
+          f"the declared temperatures (tau={declared if declared is not None else 'own'} and the range "
+          f"{adapter.temperatures[0]:g}..{adapter.temperatures[1]:g})")
+    failing = [r for r in here if not _ok(r)]
+    if failing:
+        first = failing[0]
+        cause = diagnose(here + [r for _, readings in below for r in readings])
+        details = {"cause": cause, "cause_text": CAUSES[cause], "finding_below": finding}
+        reach = "" if finding is None else f"; below it, {finding_text(finding)}"
+        return Verdict(False, math.inf if not first.finite else first.error,
+                       _tolerance_text(first if first.finite else max(here, key=lambda r: r.allowed)),
+                       f"{_describe(first)} (at {at}): float32 is not accurate at a temperature the loss declares; "
+                       f"cause: {CAUSES[cause]}{reach}", where=_where(first), details=details)
     worst = max(here, key=lambda r: r.error / r.allowed if r.allowed else math.inf)
-    def tol(r: Reading) -> str:
-        return (f"{r.allowed:.2e} relative (the float32_accuracy tolerance + {float(FLOAT32_SENSITIVITY_FACTOR):g} "
-                "x the loss's float32 sensitivity at these points)")
-    overflow = [r for _, readings in below for r in readings if not r.finite and r.where in STRICT_PROBES]
-    gross = float(FLOAT32_GROSS_FACTOR)
-    silent = [r for _, readings in below for r in readings if r.finite and r.error > gross * r.allowed]
-    bad = [r for r in here if not _ok(r)] + overflow + silent
-    reported = [r for _, readings in below for r in readings if not _ok(r) and r not in overflow + silent]
-    if reported:
-        reach += f" (first inaccurate {_describe(reported[0])}; reported, not failed: below the declared tau)"
-    if bad:
-        first = bad[0]
-        at = "at the declared temperature" if first.tau == declared else f"below the declared tau={declared:g}"
-        figure = math.inf if not first.finite else first.error
-        return Verdict(False, figure, tol(first if first.finite else worst),
-                       f"{_describe(first)} ({at}); {reach}; the loss loses precision in float32: a float16/bfloat16 "
-                       "step inside, a dtype-dependent cap or clamp (saturation), or exp() without subtracting the "
-                       "maximum (use logsumexp / cross_entropy)", where=_where(first))
-    at = "its own temperature" if declared is None else f"the declared tau={declared:g}"
-    return Verdict(True, worst.error, tol(worst), f"float32 value and pair weights agree with float64 at {at} on probe "
-                   f"(every batch size), nearly aligned, spread and inverted points (worst: {worst.quantity}, "
-                   f"{worst.where}, {worst.error:.2e}); {reach}", where=worst.where)
+    passed = (f"float32 value and pair weights agree with float64 at {at} on probe (every batch size), nearly "
+              f"aligned, spread and inverted points (worst: {worst.quantity}, {worst.where}, {worst.error:.2e})")
+    if finding is not None and strict:
+        first = next(r for _, readings in below for r in readings if not _ok(r))
+        return Verdict(False, math.inf if not first.finite else first.error, _tolerance_text(worst),
+                       f"{_describe(first)}, below the declared tau={lowest:g}, and the declaration asks for strict "
+                       f"float32 (strict_float32=True or --ssl-strict-float32), so this fails; "
+                       f"{finding_text(finding)}; {passed}", where=_where(first), details={"finding": finding})
+    if finding is not None:
+        return Verdict(True, worst.error, _tolerance_text(worst),
+                       f"{passed}; {finding_text(finding)} (a finding below the declared tau={lowest:g}, where the "
+                       "loss is not used; declare strict_float32=True or pass --ssl-strict-float32 to fail on it)",
+                       where=worst.where, details={"finding": finding})
+    if declared is None or not adapter.temperature_kwarg:
+        reach = ("probed at the loss's declared temperature only (declare temperature_kwarg to probe the tau grid "
+                 "below it for findings)")
+    else:
+        reach = f"float32 stays accurate on the probed grid below it ({', '.join(f'{t:g}' for t, _ in below)})" \
+            if below else "no grid temperature lies below it"
+    return Verdict(True, worst.error, _tolerance_text(worst), f"{passed}; {reach}", where=worst.where)

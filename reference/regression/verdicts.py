@@ -21,6 +21,7 @@ class Verdict:
     tolerance: Tolerance | str | None
     message: str
     where: str = ""
+    details: dict | None = None   # structured extras for the report (the float32 finding)
 
 
 class NonFinite(ValueError):
@@ -57,7 +58,7 @@ def run_check(prop: str, subject: str, seed: int, body: Callable[[], Verdict], n
     tol, reason = _tolerance_fields(v.tolerance)
     ok = v.ok and (v.measured is None or math.isfinite(v.measured))   # a non-finite figure never passes
     return CheckResult(status="pass" if ok else "fail", message=v.message, measured=v.measured, tolerance=tol,
-                       tolerance_reason=reason, where=v.where, **common)
+                       tolerance_reason=reason, where=v.where, details=v.details, **common)
 
 
 def working_dtype(*tensors: torch.Tensor) -> torch.dtype:
