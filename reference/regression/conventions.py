@@ -8,7 +8,8 @@ import torch
 from dualnet_ssl.errors import NotApplicable
 from dualnet_ssl.regression.declarations import LossAdapter
 from dualnet_ssl.regression.probe import Probe, flow_from_point_gradients, recover_weights
-from dualnet_ssl.regression.verdicts import Verdict, working_dtype
+from dualnet_ssl.regression.shapes import equidistant_positives
+from dualnet_ssl.regression.verdicts import Verdict, require_finite, working_dtype
 from dualnet_ssl.tolerances import tolerance
 
 UNIT_INPUTS_REASON = ("the loss declares unit_inputs=True: its caller L2-normalises, so it is defined on unit rows "
@@ -30,6 +31,13 @@ def _points(mask: torch.Tensor) -> str:
     return ", ".join(map(str, idx[:8])) + (", ..." if len(idx) > 8 else "")
 
 
+def _named(layout, mask: torch.Tensor) -> str:
+    """The points of ``mask`` by input: 'k (points 4, 5), queue (points 8, ...)'."""
+    parts = [f"{name} (points {_points(mask & (torch.arange(layout.n_points)[:, None] == rows).any(1))})"
+             for name, rows in layout.input_points().items() if bool(mask[rows].any())]
+    return ", ".join(parts)
+
+
 def gradient_routing(adapter: LossAdapter, probe: Probe) -> Verdict:
     """The gradient reaches the points declared live, and each live point's gradient is a weighted sum of its
     pair directions dr_ij/dz_i (docs/THEORY.md §5a), so the pair weights are read off it exactly."""
@@ -47,7 +55,14 @@ def gradient_routing(adapter: LossAdapter, probe: Probe) -> Verdict:
         return Verdict(False, 1.0, tol, f"no gradient reaches the points declared live ({_points(live)}); it flows "
                                         f"only into points declared detached ({_points(reached & ~live)}): the "
                                         f"stop-gradient is on the wrong side (declared: {adapter.describe()})")
-    _, residual = flow_from_point_gradients(grad, z.detach(), adapter, live)
+    leaked = reached & ~live
+    if adapter.detached_by == "loss" and bool(leaked.any()):
+        share = float(norms[leaked].max()) / float(norms.max())
+        return Verdict(False, share, tol, f"the loss is declared to stop the gradient itself (detached_by='loss'), "
+                                          f"but gradient reaches points declared detached: {_named(layout, leaked)} "
+                                          f"(largest |dL/dz| there is {share:.3e} of the largest); a detach() is "
+                                          f"missing or on the wrong tensor (declared: {adapter.describe()})")
+    _, residual = flow_from_point_gradients(grad, z.detach(), adapter, live, adapter.unit_points(layout))
     notes = []
     if bool((reached & ~live).any()):
         notes.append(f"the loss itself passes gradient into points declared detached ({_points(reached & ~live)}); "
@@ -99,4 +114,28 @@ def positive_total_signs(adapter: LossAdapter, probe: Probe) -> Verdict | None:
         return Verdict(False, -float(totals.min()) / peak, tol, message.replace(">= 0 (smallest", "< 0 (smallest", 1)
                        + "; the positives are pushed apart overall: a sign error, or positives taken from the "
                          "wrong mask")
-    return Verdict(True, 0.0, tol, message)
+    return _no_repelled_positive_when_equidistant(adapter, probe, message)
+
+
+def _no_repelled_positive_when_equidistant(adapter: LossAdapter, probe: Probe, message: str) -> Verdict:
+    """At points where each anchor's positives are equally far from it (``shapes.equidistant_positives``) every
+    positive weight must be >= 0 in either form of several positives: a positive repelled there is treated as a
+    negative, whether or not a reference is declared."""
+    found = recover_weights(adapter, equidistant_positives(adapter, probe))
+    require_finite("the loss's value or pair weights at equidistant positives", found.value, found.pairs)
+    weights, roles = found.pairs, probe.layout.roles()
+    tol = tolerance(working_dtype(found.value, weights), "gradient")
+    peak = float(weights.abs().max())
+    repelled = (roles == 1) & (weights < -(tol.atol + tol.rtol * peak))
+    if not bool(repelled.any()):
+        return Verdict(True, 0.0, tol, message + "; at points where each anchor's positives are equally far from it, "
+                                                 "no positive is repelled")
+    i, j = (int(k) for k in torch.nonzero(repelled & (weights == weights[repelled].min()))[0])
+    return Verdict(False, -float(weights[i, j]) / peak, tol,
+                   f"{int(repelled.sum()) // 2} declared positive pairs are repelled at points where each anchor's "
+                   f"positives are all equally far from it; e.g. pair ({i}, {j}) has dL/dr = "
+                   f"{float(weights[i, j]):.3e} "
+                   f"< 0. There each positive's softmax share is at most 1/|P|, so neither the 'out' nor the 'in' form "
+                   f"(docs/THEORY.md §5a) repels any positive: the loss treats some positives as negatives (a view "
+                   f"left out of the positive mask, an index off by one?) (declared: {adapter.describe()})")
+

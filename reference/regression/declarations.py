@@ -22,8 +22,8 @@ from torch import nn
 
 from dualnet_ssl.errors import BadInput
 from dualnet_ssl.losses import PairLoss, checked_loss_values, pair_distance
-from dualnet_ssl.regression.signatures import (BANK_FORMS, FORMS, LABEL_FORMS, Layout, bank_layout, label_layout,
-                                               samples_in, two_view_layout)
+from dualnet_ssl.regression.signatures import (BANK_FORMS, FORMS, INPUTS, LABEL_FORMS, Layout, bank_layout,
+                                               label_layout, samples_in, two_view_layout)
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -34,6 +34,10 @@ REFERENCES = (None, "infonce", "supcon_out", "supcon_in")
 GRADIENT_TO = ("all", "anchors")
 
 OUTPUTS = ("loss", "logits")
+
+DETACHED_BY = ("caller", "loss")
+"""Who applies a declared stop-gradient: its caller (the loss may pass gradient to detached points; it is ignored)
+or the loss itself (gradient reaching a point declared detached is then a bug, named by gradient_routing)."""
 
 
 @dataclass(frozen=True)
@@ -65,11 +69,14 @@ class LossAdapter:
     strict_float32: bool = False                      # a float32 finding below the declared tau fails
     dtype: str | None = None                          # the one dtype the loss accepts: "float32" or "float64"
     name: str = ""
+    # who applies the declared stop-gradient (DETACHED_BY); "loss": the loss detaches by itself, and is checked for it
+    detached_by: str = "caller"
 
     def __post_init__(self):
         checks = (("form", self.form, FORMS), ("reduction", self.reduction, REDUCTIONS),
                   ("negative_mode", self.negative_mode, NEGATIVE_MODES), ("reference", self.reference, REFERENCES),
-                  ("gradient_to", self.gradient_to, GRADIENT_TO), ("output", self.output, OUTPUTS))
+                  ("gradient_to", self.gradient_to, GRADIENT_TO), ("output", self.output, OUTPUTS),
+                  ("detached_by", self.detached_by, DETACHED_BY))
         for what, value, allowed in checks:
             if value not in allowed:
                 raise BadInput(f"loss declaration: {what}={value!r} is not one of {allowed}")
@@ -111,9 +118,10 @@ class LossAdapter:
         def refuse(why: str):
             raise BadInput(f"loss declaration: {why} (docs/REGRESSION.md, \"Declaring a loss\")")
 
-        if self.normalises and self.unit_inputs:
-            refuse("declare normalises=True (the loss normalises its inputs) or unit_inputs=True (its caller "
-                   "does), not both")
+        self._check_row_norms(refuse)
+        if self.detached_by == "loss" and self.gradient_to == "all" and not self.detached_negatives:
+            refuse("detached_by='loss' says the loss itself stops a gradient, but none is declared: declare "
+                   "gradient_to='anchors' or detached_negatives=True")
         if self.detached_negatives and self.form not in BANK_FORMS:
             refuse(f"detached_negatives needs a form with negatives of their own {BANK_FORMS}, not {self.form!r}")
         if self.n_views != 2 and self.form not in LABEL_FORMS:
@@ -128,6 +136,55 @@ class LossAdapter:
                    "reference='supcon_out' (mean of log-probabilities) or 'supcon_in' (log of summed probabilities)")
         if self.batch_size is not None and self.per_class > 1 and self.batch_size % self.per_class:
             refuse(f"batch_size={self.batch_size} is not a multiple of per_class={self.per_class}")
+
+    def _check_row_norms(self, refuse) -> None:
+        """``normalises`` / ``unit_inputs``: True (every input) or a list of the form's input names (INPUTS);
+        lists become tuples, and every input must then be one or the other."""
+        names = INPUTS[self.form]
+        for what in ("normalises", "unit_inputs"):
+            value = getattr(self, what)
+            if isinstance(value, (list, tuple)):
+                unknown = [v for v in value if v not in names]
+                if unknown:
+                    refuse(f"{what} lists {unknown}, which are not inputs of the form {self.form!r}: its inputs are "
+                           f"{list(names)}")
+                object.__setattr__(self, what, tuple(value))
+            elif not isinstance(value, bool):
+                refuse(f"{what} is true, false or a list of input names {list(names)}; got {value!r}")
+        if self.normalises is True and self.unit_inputs is True:
+            refuse("declare normalises=True (the loss normalises its inputs) or unit_inputs=True (its caller "
+                   "does), not both; to say which inputs arrive as unit rows, list them: unit_inputs=[...]")
+        both = set(self.normalised_inputs) & set(self.unit_row_inputs)
+        if both:
+            refuse(f"inputs {sorted(both)} are declared both normalised by the loss and arriving as unit rows")
+        if (self.normalises or self.unit_inputs) and len(self.normalised_inputs) + len(self.unit_row_inputs) < len(
+                names):
+            rest = [n for n in names if n not in self.normalised_inputs + self.unit_row_inputs]
+            refuse(f"inputs {rest} are neither normalised by the loss nor declared unit rows; a loss on cosines "
+                   f"needs every input on the unit sphere: add them to normalises or to unit_inputs")
+
+    def _inputs_declared(self, own, other) -> tuple[str, ...]:
+        names = INPUTS[self.form]
+        if own is True:
+            return tuple(n for n in names if not (isinstance(other, tuple) and n in other))
+        return own if isinstance(own, tuple) else ()
+
+    @property
+    def normalised_inputs(self) -> tuple[str, ...]:
+        """The inputs the loss L2-normalises itself (``normalises``)."""
+        return self._inputs_declared(self.normalises, self.unit_inputs)
+
+    @property
+    def unit_row_inputs(self) -> tuple[str, ...]:
+        """The inputs that arrive as unit rows and are not normalised again (``unit_inputs``)."""
+        return self._inputs_declared(self.unit_inputs, self.normalises)
+
+    def unit_points(self, layout: Layout) -> torch.Tensor:
+        """(n_points,) bool: the stacked points of the inputs declared as arriving unit rows."""
+        mask = torch.zeros(layout.n_points, dtype=torch.bool)
+        for name, points in layout.input_points().items():
+            mask[points] = name in self.unit_row_inputs
+        return mask
 
     @property
     def positives_per_anchor(self) -> int:
@@ -177,10 +234,14 @@ class LossAdapter:
                      f"{'every point' if self.symmetric else 'view 0'} as anchor")
         routing = "" if self.gradient_to == "all" else ", gradient into the anchors only"
         routing += ", negatives detached" if self.detached_negatives else ""
-        rows = ", unit-row inputs" if self.unit_inputs else ""
+        rows = ", unit-row inputs" if self.unit_inputs is True else ""
+        if isinstance(self.unit_inputs, tuple) or isinstance(self.normalises, tuple):
+            rows = (f", normalises {', '.join(self.normalised_inputs)}, unit rows arrive in "
+                    f"{', '.join(self.unit_row_inputs)}")
+        routing += ", stopped by the loss itself" if self.detached_by == "loss" else ""
         ref = f", declared {self.reference}(tau={self.temperature:g})" if self.reference else ""
         ref += f" x {self.scale:g}" if self.scale is not None else ""
-        return f"{shape}, reduction={self.reduction}, normalises={self.normalises}{rows}{routing}{ref}"
+        return f"{shape}, reduction={self.reduction}, normalises={bool(self.normalised_inputs)}{rows}{routing}{ref}"
 
 
 def _cross_entropy(returned, reduction: str, name: str) -> torch.Tensor:

@@ -11,6 +11,8 @@ from dualnet_ssl.regression.declared import anchor_rows, declared_pairs, noise_f
 from dualnet_ssl.regression.loading import LossSubject
 from dualnet_ssl.regression.precision import check_float32
 from dualnet_ssl.regression.probe import Probe, make_probe, recover_weights
+from dualnet_ssl.regression.shapes import WIDER, widened
+from dualnet_ssl.regression.signatures import INPUTS
 from dualnet_ssl.regression.reference_properties import reference_value, reference_weights
 from dualnet_ssl.regression.verdicts import Verdict, compare, require_finite, run_check, working_dtype
 from dualnet_ssl.errors import BadInput, NotApplicable
@@ -31,36 +33,68 @@ def _require_gradient(weights: torch.Tensor) -> None:
 
 
 def _rotation_invariance(adapter: LossAdapter, probe: Probe) -> Verdict:
+    """L(Z Q) = L(Z) for a random rotation Q; and, unless the loss declares its ``dim``, the same points embedded
+    isometrically in WIDER times as many dimensions (module ``shapes``): a function of pairwise similarities sees
+    no difference, a factor that depends on the embedding width does."""
     z = probe.points()
     g = make_generator(derive_seed(probe.seed, "rotation"))
     rotation, _ = torch.linalg.qr(torch.randn(probe.dim, probe.dim, generator=g, dtype=z.dtype))
-    v = compare(adapter.evaluate(z @ rotation, probe.layout), adapter.evaluate(z, probe.layout),
-                 what="loss after a random rotation of every point vs before", kind="exact")
-    hint = "" if v.ok else ("; the loss is not a function of pairwise similarities (does it use raw coordinates, "
-                            "a fixed projection or a sort?)")
-    return Verdict(v.ok, v.measured, v.tolerance, v.message + hint)
+    unchanged = adapter.evaluate(z, probe.layout)
+    v = compare(adapter.evaluate(z @ rotation, probe.layout), unchanged,
+                what="loss after a random rotation of every point vs before", kind="exact")
+    if not v.ok:
+        return Verdict(False, v.measured, v.tolerance, v.message + (
+            "; the loss is not a function of pairwise similarities (does it use raw coordinates, a fixed projection "
+            "or a sort?)"))
+    if adapter.dim is not None:
+        return v
+    width = WIDER * probe.dim
+    w = compare(adapter.evaluate(widened(z, width, probe.seed), probe.layout), unchanged, kind="exact",
+                what=f"loss with the same points embedded in {width} dimensions vs in {probe.dim}")
+    if w.ok:
+        return Verdict(True, max(v.measured, w.measured), v.tolerance, f"{v.message}; {w.message}")
+    return Verdict(False, w.measured, w.tolerance, f"{w.message}; the points and every pairwise similarity are the "
+                   f"same, so the loss depends on the embedding width itself: the factor scales with the embedding "
+                   f"width (a division by D, a mean over the feature axis?)")
 
 
 def _pairwise_structure(adapter: LossAdapter, probe: Probe) -> Verdict:
-    if getattr(adapter, "unit_inputs", False):
+    if adapter.on_unit_rows and not adapter.normalised_inputs:
         raise NotApplicable("declared unit_inputs=True: the loss is defined on unit rows only, so neither rescaling "
                             "a row nor translating the points is a move it must ignore; rotation_invariance still "
                             "checks that it depends on cosines alone")
     z = probe.points()
     g = make_generator(derive_seed(probe.seed, "pairwise structure"))
-    if adapter.normalises:
-        # powers of two: the rescaling is exact, so a normalising loss returns the same bits
-        moved = z * 2.0 ** torch.randint(-2, 3, (z.shape[0], 1), generator=g).to(z.dtype)
-        what = "loss after rescaling each point by a power of two vs before"
-        hint = ("; the adapter declares normalises=True but the loss changes when a row is rescaled: it uses an "
-                "unnormalised dot product or distance somewhere")
-    else:
+    if not adapter.normalises:
         moved = z + torch.randn(z.shape[1], generator=g, dtype=z.dtype)
-        what = "loss after translating every point by one vector vs before"
+        v = compare(adapter.evaluate(moved, probe.layout), adapter.evaluate(z, probe.layout),
+                    what="loss after translating every point by one vector vs before", kind="exact")
         hint = ("; the loss is not a function of pairwise distances; if it normalises its inputs, declare "
                 "normalises=True (then r = 1 - cos)")
-    v = compare(adapter.evaluate(moved, probe.layout), adapter.evaluate(z, probe.layout), what=what, kind="exact")
-    return Verdict(v.ok, v.measured, v.tolerance, v.message + ("" if v.ok else hint))
+        return Verdict(v.ok, v.measured, v.tolerance, v.message + ("" if v.ok else hint))
+    # powers of two: the rescaling is exact, so a normalising loss returns the same bits; only the rows of the
+    # inputs the loss normalises are rescaled (those declared unit_inputs arrive unit and stay so), one input at a time
+    factors = 2.0 ** torch.randint(-2, 3, (z.shape[0], 1), generator=g).to(z.dtype)
+    unchanged = adapter.evaluate(z, probe.layout)
+    inputs = probe.layout.input_points()
+    verdicts = []
+    for name in adapter.normalised_inputs:
+        rows = torch.zeros(z.shape[0], 1, dtype=torch.bool)
+        rows[inputs[name]] = True
+        moved = torch.where(rows, z * factors, z)
+        verdicts.append((name, compare(adapter.evaluate(moved, probe.layout), unchanged, kind="exact",
+                                       what=f"loss after rescaling each row of {name} by a power of two vs before")))
+    name, v = max(verdicts, key=lambda nv: (not nv[1].ok, nv[1].measured or 0.0))
+    if v.ok:
+        kept = (f"; rows of {', '.join(adapter.unit_row_inputs)} arrive as unit rows and were not rescaled"
+                if adapter.unit_row_inputs else "")
+        return Verdict(True, v.measured, v.tolerance, v.message + kept)
+    breaking = [n for n, w in verdicts if not w.ok]
+    where = f"input {name}" if len(INPUTS[probe.layout.form]) > 1 else "its input"
+    hint = (f"; the loss is declared to normalise {where}, but it changes when a row of {name} is rescaled "
+            f"(rescaling breaks it in: {', '.join(breaking)}): it uses an unnormalised dot product or distance on "
+            f"{name}; if {name} arrives as unit rows and is not normalised again, declare unit_inputs=['{name}']")
+    return Verdict(False, v.measured, v.tolerance, v.message + hint)
 
 
 def _gradient_symmetry(adapter: LossAdapter, probe: Probe) -> Verdict:

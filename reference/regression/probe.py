@@ -71,6 +71,11 @@ def make_probe(adapter: LossAdapter, seed: int, dtype: torch.dtype = torch.float
     normalises (or whose caller does, ``unit_inputs``), unit rows with cosines around 0. ``n_samples`` (default
     ``PROBE_SAMPLES``; a declared ``batch_size`` overrides both) sets the batch size."""
     layout = fitting_layout(adapter, adapter.dim, n_samples or PROBE_SAMPLES[adapter.form])
+    return probe_for(adapter, layout, seed, dtype)
+
+
+def probe_for(adapter: LossAdapter, layout: Layout, seed: int, dtype: torch.dtype = torch.float64) -> Probe:
+    """The probe's points (see ``make_probe``) for a given layout."""
     n = layout.n_points
     g = make_generator(seed)
     centres = torch.randn(int(layout.groups.max()) + 1, n, generator=g, dtype=torch.float64)
@@ -101,28 +106,31 @@ def pair_weights_from_gram_gradient(grad: torch.Tensor) -> torch.Tensor:
     return weights - torch.diag(torch.diagonal(weights))
 
 
-def pair_gradients(z: torch.Tensor, adapter: LossAdapter) -> torch.Tensor:
-    """(n, n, D): entry (i, j) is dr_ij/dz_i for the distance the loss sees: 1/2||z_i - z_j||^2, 1 - z_i.z_j on
-    unit-row inputs, 1 - cos when the loss normalises."""
-    if adapter.unit_inputs:
-        return -z[None, :, :].expand(z.shape[0], -1, -1)
-    if not adapter.normalises:
+def pair_gradients(z: torch.Tensor, adapter: LossAdapter, unit_points: torch.Tensor | None = None) -> torch.Tensor:
+    """(n, n, D): entry (i, j) is dr_ij/dz_i for the distance the loss sees: 1/2||z_i - z_j||^2, 1 - z_i.z_j for a
+    point i that arrives as a unit row (``unit_points``, default: every point when ``unit_inputs=True``), 1 - cos
+    for a point the loss normalises."""
+    if not adapter.on_unit_rows:
         return z[:, None, :] - z[None, :, :]
+    if unit_points is None:
+        unit_points = torch.full((z.shape[0],), adapter.unit_inputs is True)
     norm = z.norm(dim=1)
     cos = (z @ z.T) / (norm[:, None] * norm[None, :])
-    return -(z[None, :, :] / (norm[:, None, None] * norm[None, :, None]) - cos[:, :, None] * z[:, None, :]
-             / norm[:, None, None] ** 2)
+    normalised = -(z[None, :, :] / (norm[:, None, None] * norm[None, :, None]) - cos[:, :, None] * z[:, None, :]
+                   / norm[:, None, None] ** 2)
+    return torch.where(unit_points[:, None, None], -z[None, :, :].expand(z.shape[0], -1, -1), normalised)
 
 
-def flow_from_point_gradients(grads: torch.Tensor, z: torch.Tensor, adapter: LossAdapter, live: torch.Tensor
-                              ) -> tuple[torch.Tensor, float]:
+def flow_from_point_gradients(grads: torch.Tensor, z: torch.Tensor, adapter: LossAdapter, live: torch.Tensor,
+                              unit_points: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
     """Solve dL/dz_i = sum_j w_ij dr_ij/dz_i for every live point i (docs/THEORY.md §5a): D >= n points in
     general position make the n - 1 vectors dr_ij/dz_i independent, so the w_ij are determined. ``grads`` is
     (n, D), or (K, n, D) for K scalars at once. Returns the flow, (n, n) or (K, n, n) (row i: the weights in
     dL/dz_i; zero rows for detached points), and the share of the live points' gradient the fit leaves unexplained."""
     n = z.shape[0]
     others = all_but_one(n)
-    basis = pair_gradients(z.double(), adapter)[torch.arange(n)[:, None], others].transpose(1, 2)   # (n, D, n-1)
+    basis = pair_gradients(z.double(), adapter, unit_points)[torch.arange(n)[:, None], others]
+    basis = basis.transpose(1, 2)                                                                   # (n, D, n-1)
     g = grads.double().reshape(-1, n, z.shape[1]).permute(1, 2, 0)                                  # (n, D, K)
     solution = torch.linalg.lstsq(basis, g).solution                                                # (n, n-1, K)
     unexplained = (g - basis @ solution)[live].norm(dim=1)
@@ -154,10 +162,12 @@ def _routed_weights(adapter: LossAdapter, probe: Probe, per_anchor: bool) -> Pai
         (grad,) = torch.autograd.grad(scalar, z, retain_graph=True, allow_unused=True)
         return torch.zeros_like(z) if grad is None else grad
 
-    flow, residual = flow_from_point_gradients(grad_of(value.sum()), z.detach(), adapter, live)
+    unit = adapter.unit_points(probe.layout)
+    flow, residual = flow_from_point_gradients(grad_of(value.sum()), z.detach(), adapter, live, unit)
     anchors = None
     if per_anchor and adapter.reduction == "none":
-        flows, _ = flow_from_point_gradients(torch.stack([grad_of(v) for v in value]), z.detach(), adapter, live)
+        flows, _ = flow_from_point_gradients(torch.stack([grad_of(v) for v in value]), z.detach(), adapter, live,
+                                             unit)
         anchors = torch.stack([_routed_pairs(f, adapter, live) for f in flows])
     return PairWeights(value.detach(), _routed_pairs(flow, adapter, live), anchors, flow, residual)
 

@@ -13,8 +13,10 @@ import torch
 
 from dualnet_ssl.errors import NotApplicable
 from dualnet_ssl.losses import infonce_weights, pair_distance
+from dualnet_ssl.regression.batches import batch_sizes
 from dualnet_ssl.regression.declarations import Layout, LossAdapter, anchor_distances, anchor_weight, reduce_anchors
 from dualnet_ssl.regression.probe import Probe, assemble_pair_weights, recover_weights
+from dualnet_ssl.regression.shapes import WIDTH, Variant, counts_text, variants
 from dualnet_ssl.regression.verdicts import Verdict, compare
 
 NAMES = {"infonce": "NT-Xent/InfoNCE (L_nce/tau)", "supcon_out": "SupCon, 'out' form",
@@ -40,8 +42,21 @@ def anchor_reference(reference: str, tau: float, r_pos: torch.Tensor, r_neg: tor
 
 def reference_loss(adapter: LossAdapter, layout: Layout, z: torch.Tensor) -> torch.Tensor:
     """The declared reference at points ``z`` with the declared reduction (without ``scale``)."""
-    values = anchor_reference(adapter.reference, float(adapter.temperature),
-                              *anchor_distances(layout, z, adapter.on_unit_rows))
+    tau = float(adapter.temperature)
+    if layout.positives.shape[1] == 0:       # ragged: classes of unequal sizes (signatures.unequal_classes_layout)
+        unit = torch.nn.functional.normalize(z, dim=-1) if adapter.on_unit_rows else z
+        r = pair_distance(unit[:, None, :], unit[None, :, :])
+        same = layout.groups[layout.anchors][:, None] == layout.groups[None, :]
+        positive = same & (layout.anchors[:, None] != torch.arange(layout.n_points)[None, :])
+        counts = positive.sum(1)
+        values = torch.zeros(len(layout.anchors), dtype=r.dtype)
+        for count in counts.unique():          # anchors with equal positive counts are one rectangular batch
+            rows = torch.nonzero(counts == count).flatten()
+            r_rows = r[layout.anchors[rows]]
+            values[rows] = anchor_reference(adapter.reference, tau, r_rows[positive[rows]].reshape(len(rows), -1),
+                                            r_rows[~same[rows]].reshape(len(rows), -1))
+    else:
+        values = anchor_reference(adapter.reference, tau, *anchor_distances(layout, z, adapter.on_unit_rows))
     return reduce_anchors(values, adapter.reduction)
 
 
@@ -80,25 +95,87 @@ def _constant_factor(adapter: LossAdapter, probe: Probe) -> float | None:
     return c if same else None
 
 
+def _factor(got: torch.Tensor, want: torch.Tensor) -> float:
+    """The least-squares c in got = c x want."""
+    got, want = got.detach().double(), want.detach().double()
+    return float((got * want).sum() / (want * want).sum())
+
+
+def _at_shapes(adapter: LossAdapter, probe: Probe, refused: list[str] | None = None
+               ) -> list[tuple[Variant, Verdict, float]]:
+    """The value against scale x reference at every shape variant (module ``shapes``), with the factor found there;
+    a variant the loss cannot be called at (it raises) is left out and named in ``refused``."""
+    found = []
+    for variant in variants(adapter, probe):
+        try:
+            got = variant.adapter.evaluate(variant.z, variant.layout)
+        except Exception as err:   # e.g. a loss built for its declared number of views: that shape is not its own
+            if refused is not None:
+                refused.append(f"{variant.shape}: {type(err).__name__}: {err}")
+            continue
+        at = variant.z if variant.same_distances_as is None else variant.same_distances_as   # the cheaper twin
+        want = reference_loss(variant.adapter, variant.layout, at)
+        v = compare(got, (adapter.scale or 1.0) * want, kind="exact",
+                    what=f"loss value vs reference {_what(adapter)} at {variant.shape}")
+        found.append((variant, v, _factor(got, want)))
+    return found
+
+
+def _at_probe(probe: Probe) -> str:
+    return f"the probe (width {probe.dim}, {counts_text(probe.layout)})"
+
+
+def _dependency(c: float, shapes: list[tuple[Variant, Verdict, float]], shape: str) -> str:
+    """'; the factor scales with the embedding width (...)' when a shape variant's factor differs from ``c``."""
+    moved = [(variant, f) for variant, w, f in shapes   # two factors differ beyond the value's own tolerance
+             if abs(f - c) > w.tolerance.atol + w.tolerance.rtol * abs(c)]
+    if not moved:
+        return ""
+    variant = moved[0][0]
+    figures = ", ".join(f"{f:.6g} at {w.shape}" for w, f in moved if w.dependency == variant.dependency)
+    verb = "scales" if variant.dependency == WIDTH else "changes"
+    return (f"; the factor {verb} with {variant.dependency}: loss / reference = {c:.6g} at {shape}, {figures}; no "
+            "constant scale fits, so the loss is wrong at real shapes (a division by the embedding width, a mean over "
+            "the feature axis, a positive count off by one?)")
+
+
 def _with_hint(v: Verdict, adapter: LossAdapter, probe: Probe, hint: str) -> Verdict:
     if v.ok:
         return v
     c = _constant_factor(adapter, probe)
     if c is not None:
-        hint = (f"; it matches {NAMES[adapter.reference]} x {c:.6g} in value and in every pair weight: a constant "
-                f"factor (docs/THEORY.md §5a). If it is deliberate, declare scale={c:.6g}")
+        moved = _dependency(c, _at_shapes(adapter, probe), _at_probe(probe))
+        hint = moved or (f"; it matches {NAMES[adapter.reference]} x {c:.6g} in value and in every pair weight: a "
+                         f"constant factor (docs/THEORY.md §5a). If it is deliberate, declare scale={c:.6g}")
     return Verdict(False, v.measured, v.tolerance, v.message + hint)
 
 
 def reference_value(adapter: LossAdapter, probe: Probe) -> Verdict:
+    """The value equals scale x the reference at the probe and, at the default batch size, at every shape variant
+    (module ``shapes``)."""
     _require_reference(adapter)
     z = probe.points()
-    want = (adapter.scale or 1.0) * reference_loss(adapter, probe.layout, z)
-    v = compare(adapter.evaluate(z, probe.layout), want, kind="exact",
+    got, want = adapter.evaluate(z, probe.layout), reference_loss(adapter, probe.layout, z)
+    v = compare(got, (adapter.scale or 1.0) * want, kind="exact",
                 what=f"loss value vs reference {_what(adapter)}, {adapter.reduction} over "
                      f"{probe.layout.anchors.numel()} anchors")
-    return _with_hint(v, adapter, probe, "; a wrong temperature (applied twice?), a sum where mean is declared, or "
-                                         "a masking bug changes the value")
+    if not v.ok:
+        return _with_hint(v, adapter, probe, "; a wrong temperature (applied twice?), a sum where mean is declared, "
+                                             "or a masking bug changes the value")
+    if probe.layout.n_samples != batch_sizes(adapter)[0]:
+        return v           # the shape variants run at the default batch size; the batch sizes vary on their own
+    refused: list[str] = []
+    shapes = _at_shapes(adapter, probe, refused)
+    failed = [(variant, w) for variant, w, _ in shapes if not w.ok]
+    if not failed:
+        held = (f"; it holds at {len(shapes)} other shapes too (" + "; ".join(variant.shape for variant, _, _ in shapes)
+                + ")" if shapes else "")
+        held += f"; the loss cannot be called at {'; '.join(refused)}, so those shapes were not tried" if refused else ""
+        return Verdict(True, v.measured, v.tolerance, v.message + held)
+    variant, w = failed[0]
+    moved = _dependency(_factor(got, want), shapes, _at_probe(probe))
+    return Verdict(False, w.measured, w.tolerance, f"it holds at the probe but not at {variant.shape}: {w.message}"
+                   + (moved or f"; the loss depends on {variant.dependency}"))
 
 
 def reference_weights(adapter: LossAdapter, probe: Probe) -> Verdict:

@@ -32,6 +32,10 @@ BANK_FORMS = ("per_anchor", "queue", "bank")
 LABEL_FORMS = ("concat", "indexes", "views", "views_labels")
 """Forms whose positives are given by a label per point, so that an anchor may have several."""
 
+INPUTS = {"two_view": ("z0", "z1"), "per_anchor": ("query", "positive", "negatives"), "queue": ("q", "k", "queue"),
+          "bank": ("z", "bank"), "concat": ("z",), "indexes": ("z",), "views": ("z",), "views_labels": ("z",)}
+"""The names of each form's point arguments, in call order: what ``normalises`` and ``unit_inputs`` may list."""
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -87,6 +91,15 @@ class Layout:
             roles[rows, cols] = sign
             roles[cols, rows] = sign
         return roles
+
+    def input_points(self) -> dict[str, torch.Tensor]:
+        """Each point argument's name (``INPUTS``) -> the stacked points it holds."""
+        names, n = INPUTS[self.form], self.n_samples
+        if len(names) == 1:
+            return {names[0]: torch.arange(self.n_points)}
+        bounds = (0, n, 2 * n, self.n_points) if len(names) == 3 else ((0, n, self.n_points) if self.form == "bank"
+                                                                        else (0, n, 2 * n))
+        return {name: torch.arange(bounds[k], bounds[k + 1]) for k, name in enumerate(names)}
 
     @property
     def routed(self) -> bool:
@@ -162,6 +175,24 @@ def label_layout(form: str, n: int, n_views: int, per_class: int, symmetric: boo
     labels = groups if form == "indexes" else (sample_class if form == "views_labels" else None)
     return Layout(form, n, n_views * n, anchors, positives, negatives, groups,
                   _live(n_views * n, anchors, gradient_to, None), n_views=n_views, labels=labels)
+
+
+def unequal_classes_layout(form: str, n: int, n_views: int, symmetric: bool, gradient_to: str) -> Layout:
+    """``indexes``/``views_labels`` with classes of unequal sizes (1, 2, 3, 1, 2, ... samples), so anchors have
+    unequal numbers of positives. Ragged: ``positives`` and ``negatives`` are empty (A, 0); an anchor's positives
+    are the other points of its group, its negatives every point of another group."""
+    sizes, left = [], n
+    while left:
+        sizes.append(min(1 + len(sizes) % 3, left))
+        left -= sizes[-1]
+    sample_class = torch.repeat_interleave(torch.arange(len(sizes)), torch.tensor(sizes)).flip(0)
+    groups = sample_class.repeat(n_views)
+    points = torch.arange(n_views * n)
+    anchors = points if symmetric else points[:n]
+    empty = torch.zeros(len(anchors), 0, dtype=torch.long)
+    labels = groups if form == "indexes" else sample_class
+    return Layout(form, n, n_views * n, anchors, empty, empty, groups, _live(n_views * n, anchors, gradient_to, None),
+                  n_views=n_views, labels=labels)
 
 
 def samples_in(form: str, args: tuple, n_views: int) -> int:
