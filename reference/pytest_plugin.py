@@ -13,7 +13,7 @@ from dualnet_ssl import pytest_hookspecs
 
 SUBJECT_OPTIONS = ("--ssl-loss", "--ssl-model")
 OPTIONS = ("--ssl-loss", "--ssl-loss-kwargs", "--ssl-loss-declares", "--ssl-batch", "--ssl-model",
-           "--ssl-model-kwargs", "--ssl-model-input", "--ssl-seeds", "--ssl-strict-float32")
+           "--ssl-model-kwargs", "--ssl-model-input", "--ssl-seeds", "--ssl-strict-float32", "--ssl-world-size")
 REPORT_OPTION = "--ssl-report"
 
 
@@ -46,6 +46,9 @@ def pytest_addoption(parser):
     group.addoption("--ssl-strict-float32", action="store_true", default=False,
                     help="fail stability_float32 on a float32 finding below the declared temperature(s) too (by "
                          "default it is a warning and a report entry; same as strict_float32 in the declaration)")
+    group.addoption("--ssl-world-size", metavar="W[,W...]", default=None,
+                    help="also run the loss in W real torch.distributed processes (gloo) and check that each rank's "
+                         "gradient / W equals the single-process rows (property distributed_gradient), e.g. '2,4'")
     group.addoption(REPORT_OPTION, metavar="PATH", default=None,
                     help="write one strict-JSON record per property (status, measured figure, tolerance, seed, "
                          "reproduce command) to PATH")

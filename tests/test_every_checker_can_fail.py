@@ -29,6 +29,7 @@ REJECTIONS = {
     "test_byol": ["test_byol"],
     "test_byol_regression": ["test_byol_regression"],
     "test_regression": ["test_regression_mutations", "test_regression_verdicts", "test_regression_conventions"],
+    "test_distributed": ["test_distributed"],
 }
 """Theorem file -> the files holding its rejection tests."""
 

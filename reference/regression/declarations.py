@@ -68,6 +68,8 @@ class LossAdapter:
     temperatures: tuple[float, float] | None = None   # the (low, high) tau range the float32 verdict covers
     strict_float32: bool = False                      # a float32 finding below the declared tau fails
     dtype: str | None = None                          # the one dtype the loss accepts: "float32" or "float64"
+    world_size: int | None = None            # run distributed_gradient at this W (regression/distributed.py)
+    distributed_convention: str = "local_mean"   # or "global": every rank computes the full global loss
     name: str = ""
     # who applies the declared stop-gradient (DETACHED_BY); "loss": the loss detaches by itself, and is checked for it
     detached_by: str = "caller"

@@ -19,6 +19,7 @@ import pytest
 from dualnet_ssl.errors import BadInput
 from dualnet_ssl.pytest_plugin import OPTIONS, REPORT_OPTION, active
 from dualnet_ssl.regression.builtin import reference_mlp
+from dualnet_ssl.regression.distributed import DISTRIBUTED_PROPERTY, check_distributed, declared_world_sizes
 from dualnet_ssl.regression.loading import NetSubject, load_loss, load_net
 from dualnet_ssl.regression.noncontrastive import load_noncontrastive, plugin_checks
 from dualnet_ssl.regression.loss_properties import LOSS_PROPERTIES, check_loss
@@ -53,7 +54,11 @@ def _load_subjects(config) -> dict:
     except Exception as err:   # anything else while loading is still the user's input: one usage error, no crash
         raise pytest.UsageError(f"regression-check mode: loading the subjects failed: {type(err).__name__}: "
                                 f"{err}") from None
-    return {"loss": loss, "net": net, "noncontrastive": noncontrastive}
+    try:
+        world_sizes = declared_world_sizes(loss, opt("--ssl-world-size")) if loss is not None else ()
+    except BadInput as err:
+        raise pytest.UsageError(f"regression-check mode: {err}") from None
+    return {"loss": loss, "net": net, "noncontrastive": noncontrastive, "world_sizes": world_sizes}
 
 
 def pytest_configure(config):
@@ -151,6 +156,10 @@ def _items(parent) -> list:
         on = net or NetSubject(reference_mlp().name, reference_mlp)
         checks.append((f"loss[{_slug(loss.name)}]-on[{_slug(on.name)}]", COVARIANCE_PROPERTY,
                        lambda seed: check_covariance_form(loss, on, seed)))
+    if loss is not None:
+        checks += [(f"loss[{_slug(loss.name)}]", f"{DISTRIBUTED_PROPERTY}_W{w}",
+                    lambda seed, w=w: check_distributed(loss, w, seed))
+                   for w in subjects.get("world_sizes", ())]
     items = []
     for draw in range(parent.config.getoption("--ssl-seeds")):
         for group, prop, check in checks:
