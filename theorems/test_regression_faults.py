@@ -18,7 +18,9 @@ from dualnet_ssl.regression import declared, precision, report, shapes
 from dualnet_ssl.regression.noncontrastive import check_reference, non_contrastive
 from dualnet_ssl.regression.probe import make_probe
 from dualnet_ssl.regression.signatures import unequal_classes_layout
-from theorems.regression_mutants import mutant, nt_xent
+from dualnet_ssl.errors import BadInput
+from theorems.regression_mutants import mutant, nt_xent, one_directional
+from theorems.test_regression_conventions import TAU, supcon, views_to_rows
 
 # ---------------------------------------------------------------- precision.py: what float32 is held to
 
@@ -52,14 +54,14 @@ def test_a_float32_reading_over_its_allowance_is_inaccurate():
 
 
 def _simsiam_norm_eps(p, z):
-    """SimSiam's -cos with an epsilon added to the norms (p / (||p|| + 1e-4)): off by about 1e-5 relative."""
-    return -((p / (p.norm(dim=-1, keepdim=True) + 1e-4)) * F.normalize(z.detach(), dim=-1)).sum(-1).mean()
+    """SimSiam's -cos with the common epsilon added to the norm (p / (||p|| + 1e-8)): off by ~1e-9 relative."""
+    return -((p / (p.norm(dim=-1, keepdim=True) + 1e-8)) * F.normalize(z.detach(), dim=-1)).sum(-1).mean()
 
 
 def test_noncontrastive_reference_rejects_a_small_epsilon_in_the_norm(seed):
     """reference_value_and_gradient is a float64 identity (docs/REGRESSION.md, "Non-contrastive losses"): an
-    epsilon of 1e-4 added to the prediction's norm moves the value and gradient by ~1e-5 relative, far outside
-    the float64 gradient tolerance."""
+    epsilon of 1e-8 added to the prediction's norm moves the value and gradient by ~1e-9 relative, outside the
+    float64 gradient tolerance (1e-10) though far inside any float32 one."""
     result = check_reference(non_contrastive(_simsiam_norm_eps, reference="negative_cosine"), 6, seed)
     assert result.status == "fail" and "vs negative_cosine" in result.message, result.summary()
 
@@ -203,3 +205,205 @@ def test_one_directional_pml_ntxent_is_declared_without_same_view_negatives(seed
     assert subject.build().same_view_negatives is False
     result = regression.check_loss(subject, "declared_pairs", seed)
     assert result.status == "pass", result.summary()
+
+
+# ---------------------------------------------------------------- declared.py: the layout the weights say
+
+
+def test_the_weights_name_which_view_holds_the_anchors(seed):
+    """declared_pairs reads the direction off the weights (the view whose points own their rows holds the anchors):
+    z0's anchors declared symmetric are named 'anchors z0 only'; the same loss with the views swapped, declared
+    one-directional, is named as swapped."""
+    as_symmetric = regression.LossSubject("one-way as symmetric", lambda: regression.two_view(
+        one_directional, normalises=True, same_view_negatives=False))
+    result = regression.check_loss(as_symmetric, "declared_pairs", seed)
+    assert result.status == "fail" and "one-directional (anchors z0 only)" in result.message, result.summary()
+    swapped = regression.LossSubject("views swapped", lambda: regression.two_view(
+        lambda z0, z1: one_directional(z1, z0), normalises=True, symmetric=False, same_view_negatives=False))
+    result = regression.check_loss(swapped, "declared_pairs", seed)
+    assert result.status == "fail" and "the views the other way round" in result.message, result.summary()
+
+
+def _capped_with_query_hinge(q, p, n):
+    """A per-anchor InfoNCE that uses only the first 3 of its 6 negatives (a cap), plus a hinge that pushes the
+    queries apart only when they come within 0.1 of each other (undeclared pairs switching on and off)."""
+    logits = torch.cat([-((q - p) ** 2).sum(1, keepdim=True), -((q[:, None] - n[None, :3]) ** 2).sum(2)], 1)
+    spread = F.relu(0.1 - 0.5 * torch.cdist(q, q) ** 2).triu(1).sum()
+    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long)) + spread
+
+
+def test_unused_declared_pairs_are_not_excused_by_undeclared_switching(seed):
+    """declared_pairs excuses unused declared pairs only when *declared* pairs switch on and off (a hinge): a cap on
+    the negatives stays a failure when some undeclared pair, not a declared one, is what switches."""
+    subject = regression.LossSubject("capped", lambda: regression.per_anchor(_capped_with_query_hinge, n_negatives=6))
+    result = regression.check_loss(subject, "declared_pairs", seed)
+    assert result.status == "fail" and "declared but unused" in result.message, result.summary()
+
+
+# ---------------------------------------------------------------- conventions.py: several positives per anchor
+
+
+def _out_form_adapter(fn, **declares):
+    return regression.LossAdapter(fn, form="indexes", n_views=3, unit_inputs=True, **declares)
+
+
+def _first_anchor_repels_its_positives(z, idx, tau=TAU):
+    """SupCon 'out' form per anchor (reduction='none'), except anchor 0, whose positives sit outside its softmax
+    with the sign flipped: they are pushed apart while its negatives are still pushed (a sign error on one anchor)."""
+    eye = torch.eye(len(z), dtype=torch.bool)
+    same = (idx[:, None] == idx[None, :]) & ~eye
+    logits = z @ z.T / tau
+    out = ((torch.logsumexp(logits.masked_fill(eye, -1e9), 1, keepdim=True) - logits) * same).sum(1) / same.sum(1)
+    flipped = torch.logsumexp(logits.masked_fill(same | eye, -1e9), 1) + (logits * same).sum(1) / same.sum(1)
+    return torch.where(torch.arange(len(z)) == 0, flipped, out)
+
+
+def test_one_anchor_with_a_negative_positive_total_fails_the_out_form(seed):
+    """"Out" form (docs/THEORY.md §5a): a positive may be repelled, but *each* anchor's positive total must be >= 0.
+    One anchor whose positives are pushed apart fails, though the batch's total and the largest anchor's are > 0."""
+    adapter = _out_form_adapter(_first_anchor_repels_its_positives, reduction="none")
+    verdict = regression.conventions.positive_total_signs(adapter, regression.make_probe(adapter, seed))
+    assert not verdict.ok and "each anchor's positive total < 0" in verdict.message, verdict.message
+    assert "pushed apart overall" in verdict.message, verdict.message
+
+
+def _merged_classes(z, idx, tau=TAU):
+    """SupCon 'out' form with a mask that merges classes two by two (idx // 2): negatives of the merged class are
+    attracted as positives."""
+    return supcon(z, idx // 2, tau)
+
+
+def test_an_attracted_negative_fails_the_out_form(seed):
+    adapter = _out_form_adapter(_merged_classes)
+    verdict = regression.conventions.positive_total_signs(adapter, regression.make_probe(adapter, seed))
+    assert not verdict.ok and "declared negative pairs are attracted" in verdict.message, verdict.message
+
+
+def _in_form_third_view_left_out(z, idx, tau=TAU):
+    """SupCon 'in' form with view 0's rows as the only anchors, whose positive mask leaves the third view out: those
+    positives stay in the softmax's denominator and are pushed away."""
+    n = len(z) // 3
+    view = torch.arange(len(z)) // n
+    eye = torch.eye(len(z), dtype=torch.bool)[:n]
+    positive = (idx[:n, None] == idx[None, :]) & ~eye & (view[None, :] < 2)
+    logits = z[:n] @ z.T / tau
+    log_prob = logits - torch.logsumexp(logits.masked_fill(eye, -1e9), dim=1, keepdim=True)
+    return -torch.logsumexp(log_prob.masked_fill(~positive, -1e9), dim=1).mean()
+
+
+def test_the_in_form_holds_every_positive_to_its_sign(seed):
+    """The 'in' form (reference='supcon_in') never repels a positive, so weight_signs holds every positive pair to
+    dL/dr > 0 there, not to the 'out' form's lenient totals: a third view left out of the positives fails it."""
+    subject = regression.LossSubject("in-form third view", lambda: _out_form_adapter(
+        _in_form_third_view_left_out, symmetric=False, reference="supcon_in", temperature=TAU))
+    result = regression.check_loss(subject, "weight_signs", seed)
+    assert result.status == "fail" and "declared pairs have the wrong sign" in result.message, result.summary()
+
+
+# ---------------------------------------------------------------- shapes.py and signatures.py: the probe's shapes
+
+
+def _three_views_fixed_count(z, tau=TAU):
+    """SupCon 'out' form over (N, V, D) views with the positive count hard-coded for three views (/ 2)."""
+    flat = views_to_rows(z)
+    idx = torch.arange(z.shape[0]).repeat(z.shape[1])
+    eye = torch.eye(len(flat), dtype=torch.bool)
+    logits = flat @ flat.T / tau
+    log_prob = logits - torch.logsumexp(logits.masked_fill(eye, -1e9), dim=1, keepdim=True)
+    return -((log_prob * ((idx[:, None] == idx[None, :]) & ~eye)).sum(1) / 2).mean()
+
+
+def test_a_positive_count_hard_coded_for_the_declared_views_fails_at_one_view_more(seed):
+    """reference_value tries one view more than declared (module shapes): a count fixed for three views matches the
+    reference at the probe and not at four views."""
+    subject = regression.LossSubject("fixed count", lambda: regression.LossAdapter(
+        _three_views_fixed_count, form="views", n_views=3, unit_inputs=True, reference="supcon_out", temperature=TAU))
+    result = regression.check_loss(subject, "reference_value", seed)
+    assert result.status == "fail" and "4 views" in result.message, result.summary()
+
+
+def _labels_as_positions(z, idx, tau=TAU):
+    """NT-Xent over two stacked views whose positive mask compares each anchor's label with the *position* of the
+    other row (row j is sample j % N): right only when the labels happen to be 0..N-1 in order."""
+    n = len(z) // 2
+    eye = torch.eye(len(z), dtype=torch.bool)
+    positive = (idx[:, None] == (torch.arange(len(z)) % n)[None, :]) & ~eye
+    logits = z @ z.T / tau
+    log_prob = logits - torch.logsumexp(logits.masked_fill(eye, -1e9), dim=1, keepdim=True)
+    return -((log_prob * positive).sum(1) / positive.sum(1).clamp_min(1)).mean()
+
+
+def test_labels_out_of_order_expose_a_loss_that_reads_positions(seed):
+    """The probe's labels are neither sorted nor 0..N-1 in order (signatures.label_layout), so a loss that compares
+    labels with row positions fails reference_value."""
+    subject = regression.LossSubject("labels as positions", lambda: regression.LossAdapter(
+        _labels_as_positions, form="indexes", unit_inputs=True, reference="infonce", temperature=TAU))
+    result = regression.check_loss(subject, "reference_value", seed)
+    assert result.status == "fail", result.summary()
+
+
+# ---------------------------------------------------------------- batches.py: the first call in both dtypes
+
+
+class _Float64Projection(torch.nn.Module):
+    """A loss with a float64 buffer: runs on float64 inputs, raises on float32 ones."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("projection", torch.eye(12, dtype=torch.float64))
+
+    def forward(self, z0, z1):
+        return nt_xent(z0 @ self.projection, z1 @ self.projection, tau=TAU)
+
+
+def test_a_loss_that_fails_in_float32_is_one_usage_error_at_the_first_call():
+    """first_call runs the loss in float64 and float32 (docs/REGRESSION.md, "Dtypes"): one that raises in float32
+    is a usage error there, naming float32, not a failure in every property later."""
+    adapter = regression.two_view(_Float64Projection(), normalises=True, dim=12)
+    with pytest.raises(BadInput, match="float32"):
+        regression.first_call(adapter)
+
+
+# ---------------------------------------------------------------- loss_properties.py / declared.py: small faults
+
+
+def _one_anchor_pulled(q, p, n):
+    """Per-anchor InfoNCE on squared distances plus an extra pull on query 0's positive only."""
+    logits = torch.cat([-((q - p) ** 2).sum(1, keepdim=True), -((q[:, None] - n[None]) ** 2).sum(2)], 1)
+    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long)) + 0.1 * ((q[0] - p[0]) ** 2).sum()
+
+
+def test_per_anchor_balance_fails_when_one_anchor_is_unbalanced(seed):
+    """balance_per_anchor (Theorem 2 per anchor): every anchor must balance; one extra pull on one anchor fails."""
+    subject = regression.LossSubject("one pulled", lambda: regression.per_anchor(_one_anchor_pulled))
+    result = regression.check_loss(subject, "balance_per_anchor", seed)
+    assert result.status == "fail" and "worst anchor 0" in result.message, result.summary()
+
+
+def _with_weak_same_view_term(z0, z1):
+    """One-directional InfoNCE plus 1e-6 x a same-view cosine term: weight on pairs the declaration leaves out."""
+    q = F.normalize(z0, dim=1)
+    return one_directional(z0, z1) + 1e-6 * (q @ q.T).sum()
+
+
+def test_a_weak_weight_on_an_undeclared_pair_is_not_noise(seed):
+    """undeclared_pairs' noise floor is the float64 gradient tolerance relative to the peak weight: a term at 1e-6
+    of the loss's weights is far above it and fails."""
+    subject = regression.LossSubject("weak same-view", lambda: regression.two_view(
+        _with_weak_same_view_term, normalises=True, symmetric=False, same_view_negatives=False))
+    result = regression.check_loss(subject, "undeclared_pairs", seed)
+    assert result.status == "fail" and "pairs its declaration does not list" in result.message, result.summary()
+
+
+def _with_l1_penalty(z0, z1):
+    """NT-Xent plus an L1 penalty of 1e-6 on the raw embeddings (not a function of pairwise similarities)."""
+    return nt_xent(z0, z1, tau=0.5) + 1e-6 * (z0.abs().sum() + z1.abs().sum())
+
+
+def test_a_small_raw_coordinate_term_leaves_a_gradient_no_pair_weight_explains(seed):
+    """gradient_routing fits each point's gradient with its pair directions (docs/THEORY.md §5a): an L1 penalty of
+    1e-6 leaves a residual far above the float64 gradient tolerance."""
+    subject = regression.LossSubject("l1", lambda: regression.two_view(_with_l1_penalty, normalises=True))
+    result = regression.check_loss(subject, "gradient_routing", seed)
+    assert result.status == "fail" and "not that of a function of pairwise distances" in result.message, \
+        result.summary()
