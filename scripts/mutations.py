@@ -641,10 +641,9 @@ REGRESSION = [   # regression mode (reference/regression/)
        "    return (grad + grad.T) * (1 - torch.eye(len(r), dtype=grad.dtype))\n",
        "    return 2 * grad * (1 - torch.eye(len(r), dtype=grad.dtype))\n",
        "SupCon reference weights from one end of each pair (transposed gradient missing)"),
-    _m("regression-reference-no-dependency", "regression/reference_properties.py",
-       "             if abs(f - c) > w.tolerance.atol + w.tolerance.rtol * abs(c)]",
-       "             if abs(f - c) > 1e6 * (w.tolerance.atol + w.tolerance.rtol * abs(c))]",
-       "a factor that changes with the shape is no longer named (tolerance loosened by 1e6)"),
+    _m("regression-reference-hint-suggests-scale", "regression/reference_properties.py",
+       "        moved = _dependency(c, _at_shapes(adapter, probe), _at_probe(probe))\n", "        moved = \"\"\n",
+       "an undeclared factor that scales with the width is offered as a constant scale= (issue 18's false fix)"),
     # plugin.py, peers.py, builtin.py
     _m("regression-plugin-finding-no-warning", "regression/plugin.py",
        'if finding is not None and result.status == "pass":', 'if finding is not None and result.status == "fail":',

@@ -20,7 +20,7 @@ from dualnet_ssl.regression.probe import make_probe
 from dualnet_ssl.regression.signatures import unequal_classes_layout
 from dualnet_ssl.errors import BadInput
 from theorems.regression_mutants import mutant, nt_xent, one_directional
-from theorems.test_regression_conventions import TAU, supcon, views_to_rows
+from theorems.test_regression_conventions import TAU, per_width, supcon, views_to_rows
 
 # ---------------------------------------------------------------- precision.py: what float32 is held to
 
@@ -407,3 +407,38 @@ def test_a_small_raw_coordinate_term_leaves_a_gradient_no_pair_weight_explains(s
     result = regression.check_loss(subject, "gradient_routing", seed)
     assert result.status == "fail" and "not that of a function of pairwise distances" in result.message, \
         result.summary()
+
+
+# ---------------------------------------------------------------- probe.py: pair directions of unit-row inputs
+
+
+def _moco_on_unit_rows(q, k, queue, tau=TAU):
+    """MoCo's loss on rows its caller has normalised (no normalisation inside), keys and queue detached."""
+    logits = torch.cat([(q * k.detach()).sum(1, keepdim=True), q @ queue.detach().T], 1) / tau
+    return F.cross_entropy(logits, torch.zeros(len(q), dtype=torch.long))
+
+
+def test_routed_weights_of_unit_row_inputs_have_the_reference_signs(seed):
+    """With unit_inputs, a live point's pair directions are dr_ij/dz_i = -z_j (r = 1 - z_i.z_j, docs/THEORY.md §5a);
+    the weights read from the queries' gradients (gradient_to='anchors') then equal the InfoNCE reference's."""
+    subject = regression.LossSubject("moco unit rows", lambda: regression.LossAdapter(
+        _moco_on_unit_rows, form="queue", gradient_to="anchors", unit_inputs=True, reference="infonce",
+        temperature=TAU))
+    for prop in ("weight_signs", "reference_weights"):
+        result = regression.check_loss(subject, prop, seed)
+        assert result.status == "pass", result.summary()
+
+
+# ---------------------------------------------------------------- reference_properties.py: the constant-factor hint
+
+
+def test_an_undeclared_width_dependent_factor_is_not_offered_as_a_scale(seed):
+    """reference_value on a loss that is 1/D x NT-Xent, no scale declared: the value is a constant multiple of the
+    reference at the probe, but the hint must name the width dependency, not suggest declaring scale=... (issue 18:
+    the declared scale would then pass at the probe's shapes and be wrong at real ones)."""
+    subject = regression.LossSubject("per-width undeclared", lambda: regression.LossAdapter(
+        per_width, unit_inputs=True, reference="infonce", temperature=TAU, batch_size=8))
+    result = regression.check_loss(subject, "reference_value", seed)
+    assert result.status == "fail" and "the factor scales with the embedding width" in result.message, \
+        result.summary()
+    assert "declare scale=" not in result.message, result.summary()
