@@ -2,8 +2,8 @@
 
 Each test feeds one deliberately wrong quantity, or a loss with one fault, to a piece of ``regression/`` and asserts
 that it is rejected, naming the fault: the float32 probe's rounding and allowance, the non-contrastive reference's
-tolerance, the distributed check's factor W, ... Every test here was written for a catalogue entry that
-``pytest theorems/`` let survive before.
+tolerance, the distributed check's factor W, ... Each was written for entries of the mutation catalogue
+(scripts/mutations.py, its REGRESSION list) that the other regression test files let survive, or would have.
 """
 import re
 
@@ -13,12 +13,12 @@ import torch.distributed as dist
 import torch.nn.functional as F
 
 from dualnet_ssl import regression
-from dualnet_ssl import results as regression_results
+from dualnet_ssl.errors import BadInput
 from dualnet_ssl.regression import declared, precision, report, shapes
 from dualnet_ssl.regression.noncontrastive import check_reference, non_contrastive
 from dualnet_ssl.regression.probe import make_probe
 from dualnet_ssl.regression.signatures import unequal_classes_layout
-from dualnet_ssl.errors import BadInput
+from dualnet_ssl.results import CheckResult
 from theorems.regression_mutants import mutant, nt_xent, one_directional
 from theorems.test_regression_conventions import TAU, per_width, supcon, views_to_rows
 
@@ -107,7 +107,7 @@ def test_global_times_world_convention_carries_its_factor_w(seed):
 
 
 def _record(prop: str, status: str, draw: int) -> dict:
-    return regression_results.CheckResult(prop, status, "", seed=draw, subject="user").record()
+    return CheckResult(prop, status, "", seed=draw, subject="user").record()
 
 
 def test_property_summary_counts_properties_and_a_failing_draw_fails_the_property():
