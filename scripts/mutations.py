@@ -10,7 +10,8 @@ thresholds loosened, z-scores, seed collapse, belief-propagation up/down pass er
 the ceiling, the training loops, the sampled-batch estimator, result statuses, the finite check) in every module,
 including faults the suite did not catch when they were written.
 
-Entries: 139 (core 85, HLTM 38, regression 8, digits 8); 3 marked equivalent with the reason.
+Entries: 219 (core 85, HLTM 38, regression 88, digits 8); 7 marked equivalent with the reason (3 of them in
+regression/).
 
 Score, 2026-11-29. No single run covers the whole catalogue yet: it takes about two hours on 2 cores. These
 figures combine several runs on successive commits, each counting a kill as this harness does (non-zero exit
@@ -39,6 +40,36 @@ Caught only outside theorems/: training-records-gradient-as-main (tests/test_tra
 digits-scale-not-unit (tests/test_digits.py), seeding-generator-constant (a unit test in tests/).
 Every survivor found along the way was fixed with a test that feeds the fault (theorems/test_sharpness.py,
 test_training_checks.py, test_digits.py, test_regression_verdicts.py) or marked equivalent with its reason.
+
+Regression wing (issue 18, item 7), 2026-12-06. The REGRESSION list covers every module of reference/regression/
+but ``__init__`` (imports only): 88 entries, 77 of them new (precision 14, loss_properties 10, conventions 7,
+verdicts 6, declared 6, probe 5, hints 5, reference_properties 5, shapes 4, declarations 4, noncontrastive 4,
+signatures 3, network_properties 3, batches 2, report 2, distributed 2, plugin 2, loading 1, twin 1, peers 1,
+builtin 1), each a realistic single fault: the float32 probe's rounding and allowance, which verdicts are strict,
+the tight-point geometry, the per-anchor balance, the positive-total signs, sign flips, off-by-one counts and
+layouts, masks, a transposed gradient, tolerances loosened by 1e6 and by 10x, the distributed convention's factor
+W, the non-contrastive stop-gradient, the shape variants, hints, report fields, the temperature policy. Of the new
+ones, 19 survived the regression test files of theorems/ when first run, and 8 more were expected to: each is
+now killed by a rejection test that feeds its fault (theorems/test_regression_faults.py, 27 entries), or is marked
+equivalent (3: torch's cholesky gradient is already symmetric; a detach under a gradient taken with respect to other
+tensors; a deep-copied momentum network). One survivor (the shape factor's tolerance loosened by 1e6, which no real
+factor change falls under) was replaced by the fault it stood for (the hint offering scale= for a width-dependent
+factor).
+
+Measured with the cheap first stage, in two batches split by the test file that killed each entry in a prescreen
+(the equivalents left out):
+
+    python scripts/mutation_score.py --worktree -k <58 ids> --first theorems/test_regression_faults.py,\
+        theorems/test_regression_verdicts.py,theorems/test_regression_conventions.py,theorems/test_regression_mutations.py
+    python scripts/mutation_score.py --worktree -k <27 ids> --first theorems/test_regression_conventions.py,\
+        theorems/test_regression.py,theorems/test_byol_regression.py,theorems/test_regression_mutations.py,\
+        theorems/test_distributed.py,theorems/test_regression_faults.py
+
+    area         counted   pytest theorems/ alone   pytest (whole suite)
+    regression      85       85/85 (100%)              85/85 (100%)   (3 more equivalent, not counted)
+
+(58/58 and 27/27; 2026-12-06, worktree of branch ``mutants``, about 17 min for both batches run side by side on the
+shared 2 cores, after each batch's unmutated ``pytest theorems/``.)
 """
 from __future__ import annotations
 
