@@ -35,7 +35,7 @@ REJECTIONS = {
 
 REJECTION_FILES = {"test_checkers_reject", "test_hltm_checkers_reject", "test_training_checks", "test_sharpness",
                    "test_tolerances", "test_benchmark_checks", "test_regression_mutations", "test_regression_verdicts",
-                   "test_regression_conventions"}
+                   "test_regression_conventions", "test_regression_faults"}
 """Files that are themselves rejection tests or tolerance pins."""
 
 ASSERTS_A_REJECTION = ("pytest.raises(", '== "fail"', "status != \"pass\"")
