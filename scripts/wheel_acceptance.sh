@@ -55,6 +55,20 @@ PY
 cd "$user"
 python -c "import dualnet_ssl, sys; assert 'site-packages' in dualnet_ssl.__file__, dualnet_ssl.__file__"
 
+# The installed plugin costs nothing until asked: loading it, and a pytest run of the user's own tests without any
+# --ssl-* option, import no torch (the user's test looks at sys.modules while pytest runs).
+python -c "import dualnet_ssl.pytest_plugin, sys; assert 'torch' not in sys.modules, 'the entry point imported torch'"
+mkdir -p "$work/plain"
+cat > "$work/plain/test_users_own.py" <<'PY'
+import sys
+
+
+def test_no_torch_without_ssl_options():
+    assert "torch" not in sys.modules, "the dualnet_ssl plugin imported torch in a run without --ssl-* options"
+PY
+(cd "$work/plain" && pytest -q -p no:cacheprovider test_users_own.py)
+echo "wheel acceptance: the installed plugin imports no torch without --ssl-* options"
+
 # The README's command: check the user's loss and write the JSON report.
 pytest --ssl-loss mylib.losses:make_loss --ssl-loss-kwargs '{"temperature": 0.2}' --ssl-report report.json
 python - <<'PY'
