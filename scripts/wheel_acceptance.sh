@@ -126,49 +126,11 @@ fi
 echo "wheel acceptance: BYOL and SimSiam passed, the BYOL twin without detach flagged (exit 1)"
 # Distributed training (docs/REGRESSION.md, "Distributed training"): a gathered loss from the user's folder, run in
 # 2 real gloo processes by the installed wheel; the correct GatherLayer passes, the gradient-less gather fails.
-cat > "$user/mylib/gathered.py" <<'PY'
-import torch
-import torch.distributed as dist
-import torch.nn.functional as F
-
-from dualnet_ssl.regression import two_view
-
-
-class Gather(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x):
-        out = [torch.zeros_like(x) for _ in range(dist.get_world_size())]
-        dist.all_gather(out, x.contiguous())
-        return torch.cat(out)
-
-    @staticmethod
-    def backward(ctx, grad):
-        grad = grad.contiguous()
-        dist.all_reduce(grad)
-        n = grad.shape[0] // dist.get_world_size()
-        return grad[dist.get_rank() * n:(dist.get_rank() + 1) * n]
-
-
-def plain(x):
-    out = [torch.zeros_like(x) for _ in range(dist.get_world_size())]
-    dist.all_gather(out, x.contiguous())
-    out[dist.get_rank()] = x
-    return torch.cat(out)
-
-
-def make_loss(temperature=0.5, plain_gather=False):
-    def loss(z0, z1):
-        on = dist.is_available() and dist.is_initialized()
-        rank, n = (dist.get_rank() if on else 0), z0.shape[0]
-        k = (plain if plain_gather else Gather.apply)(z1) if on else z1
-        logits = F.normalize(z0, dim=1) @ F.normalize(k, dim=1).T / temperature
-        return F.cross_entropy(logits, torch.arange(n) + rank * n)
-    return two_view(loss, symmetric=False, same_view_negatives=False, normalises=True, world_size=2)
-PY
-pytest --ssl-loss mylib.gathered:make_loss --ssl-world-size 2 -k distributed_gradient -q -p no:cacheprovider
+cp "$repo/examples/mydistributed.py" "$user/mylib/gathered.py"     # the worked example, in the user's folder
+pytest --ssl-loss mylib.gathered:make_gather_layer_loss --ssl-world-size 2 -k distributed_gradient -q -p no:cacheprovider
 set +e
-pytest --ssl-loss mylib.gathered:make_loss --ssl-loss-kwargs '{"plain_gather": true}' --ssl-world-size 2 \
-  -k distributed_gradient -q -p no:cacheprovider > gathered.log 2>&1
+pytest --ssl-loss mylib.gathered:make_plain_gather_loss --ssl-world-size 2 -k distributed_gradient -q \
+  -p no:cacheprovider > gathered.log 2>&1
 status=$?
 set -e
 if [ "$status" -ne 1 ] || ! grep -q missing_gather_gradient gathered.log; then

@@ -13,48 +13,9 @@ from dualnet_ssl.distributed import still_running
 
 ROOT = Path(__file__).resolve().parents[1]
 
-USER_LOSS = textwrap.dedent('''
-    import torch
-    import torch.distributed as dist
-    import torch.nn.functional as F
-
-    from dualnet_ssl.regression import two_view
-
-
-    class Gather(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx, x):
-            out = [torch.zeros_like(x) for _ in range(dist.get_world_size())]
-            dist.all_gather(out, x.contiguous())
-            return torch.cat(out)
-
-        @staticmethod
-        def backward(ctx, grad):
-            grad = grad.contiguous()
-            dist.all_reduce(grad)
-            n = grad.shape[0] // dist.get_world_size()
-            return grad[dist.get_rank() * n:(dist.get_rank() + 1) * n]
-
-
-    def plain(x):
-        out = [torch.zeros_like(x) for _ in range(dist.get_world_size())]
-        dist.all_gather(out, x.contiguous())
-        out[dist.get_rank()] = x
-        return torch.cat(out)
-
-
-    def nt_xent(z0, z1, temperature, gather):
-        on = dist.is_available() and dist.is_initialized()
-        rank, n = (dist.get_rank() if on else 0), z0.shape[0]
-        q = F.normalize(z0, dim=1)
-        k = F.normalize(gather(z1) if on else z1, dim=1)
-        return F.cross_entropy(q @ k.T / temperature, torch.arange(n) + rank * n)
-
-
-    def make_loss(temperature=0.5, plain_gather=False):
-        fn = lambda z0, z1: nt_xent(z0, z1, temperature, plain if plain_gather else Gather.apply)
-        return two_view(fn, symmetric=False, same_view_negatives=False, normalises=True, world_size=2)
-''')
+USER_LOSS = (ROOT / "examples" / "mydistributed.py").read_text()
+"""The worked example of docs/REGRESSION.md (its GatherLayer NT-Xent and gradient-less twin), copied into the user's
+own folder."""
 
 PIDS_CONFTEST = textwrap.dedent('''
     def pytest_sessionfinish(session):
@@ -83,8 +44,8 @@ def _pids_gone(tmp_path):
 
 def test_distributed_world_size_option_from_a_user_folder(tmp_path):
     """The gradient-less gather fails with its class named (exit 1); the workers are gone after the run."""
-    result = _run_user(tmp_path, "--ssl-loss", "userlib.losses:make_loss", "--ssl-loss-kwargs",
-                       '{"plain_gather": true}', "--ssl-world-size", "2", "-k", "distributed_gradient")
+    result = _run_user(tmp_path, "--ssl-loss", "userlib.losses:make_plain_gather_loss", "--ssl-world-size", "2",
+                       "-k", "distributed_gradient")
     out = result.stdout + result.stderr
     assert result.returncode == 1, out
     assert "distributed_gradient_W2 FAILED" in out and "missing_gather_gradient" in out, out
