@@ -1,10 +1,15 @@
 """The regression properties, one record each: the only list of them (docs/REGRESSION.md, "The properties").
 
-Adding a property: write its check (a loss property: ``check(adapter, probe) -> Verdict``; a network property:
-``check(net_adapter, seed) -> Verdict``; anything else: ``check(subjects, seed) -> CheckResult``), add one
-``Property`` record to ``REGISTRY`` below (name, what it needs, the check, its batch-size policy, a one-line
-summary), and a row to the property table of docs/REGRESSION.md (tests/test_property_registry.py holds the table
-and this registry equal). The plugin, ``check_loss`` and ``check_network`` read nothing else.
+Adding a property: write its check, add one ``Property`` record to ``REGISTRY`` below (name, what it needs, the
+check, its batch-size policy, a one-line summary), and a row to the property table of docs/REGRESSION.md
+(tests/test_property_registry.py holds the table and this registry equal). The plugin, ``check_loss`` and
+``check_network`` read nothing else. The check's signature follows what the property needs:
+
+- ``LOSS``: ``check(adapter, probe) -> Verdict`` (``OWN_SIZES``: ``check(loss_subject, seed) -> Verdict``);
+- ``NETWORK``: ``check(net_adapter, seed) -> Verdict``;
+- ``LOSS_ON_NETWORK``: ``check(subjects, seed) -> CheckResult``;
+- ``LOSS_DISTRIBUTED``: ``check(loss_subject, world_size, seed) -> CheckResult``, one item per declared W;
+- ``NON_CONTRASTIVE``: ``check(declaration, batch_size, seed) -> CheckResult``, one item per batch size.
 
 Batch-size policies (loss properties): ``EVERY_SIZE``, the probe at the default size and at batches.LARGE_BATCHES
 (or at the declared ``batch_size`` alone); ``DEFAULT_SIZE``, the default size only (a property whose answer does
@@ -19,6 +24,7 @@ from typing import Callable
 from dualnet_ssl.errors import BadInput
 from dualnet_ssl.regression import loss_properties as loss
 from dualnet_ssl.regression import network_properties as network
+from dualnet_ssl.regression import noncontrastive
 from dualnet_ssl.regression.batches import batch_sizes, over_batches
 from dualnet_ssl.regression.builtin import reference_mlp
 from dualnet_ssl.regression.conventions import gradient_routing
@@ -26,7 +32,6 @@ from dualnet_ssl.regression.declared import declared_pairs
 from dualnet_ssl.regression.distributed import DISTRIBUTED_PROPERTY, check_distributed
 from dualnet_ssl.regression.hints import with_routing_hint
 from dualnet_ssl.regression.loading import LossSubject, NetSubject
-from dualnet_ssl.regression import noncontrastive
 from dualnet_ssl.regression.precision import check_float32
 from dualnet_ssl.regression.probe import make_probe
 from dualnet_ssl.regression.reference_properties import reference_value, reference_weights
@@ -51,6 +56,9 @@ class Subjects:
 
 @dataclass(frozen=True)
 class Property:
+    """One regression property: its ``name`` (the test and report name), what it ``needs``, its ``check``, its
+    batch-size policy ``sizes`` and a one-line ``summary``."""
+
     name: str
     needs: str
     check: Callable
