@@ -175,45 +175,28 @@ def test_distributed_covariance_form_rejects_wrong_pair_weights(pools, seed):
 
 # ---------------------------------------------------------------- faults of the run itself, and bad input
 
-def test_distributed_hang_in_collective_ends_with_timeout():
-    """The last rank skips the gather: the others' all_gather times out (gloo), every worker is killed."""
-    pool = WorkerPool(2, timeout=FAULT_TIMEOUT)
+RANK_FAULTS = [   # the last rank skips the gather (the others' all_gather times out in gloo); rank 1 never returns
+                  # (the parent's deadline ends the job); rank 1 raises (its traceback is reported); rank 1 dies
+    pytest.param(hang_on_last_rank, {}, "rank 0 timed out in a collective", "timeout", 0,
+                 id="hang-in-collective"),
+    pytest.param(sleep_on_rank_one, {"grace": 1.0}, r"rank\(s\) \[1\] did not finish", "timeout", 1,
+                 id="blocked-rank"),
+    pytest.param(raise_on_rank_one, {}, "(?s)raised on rank 1.*rank one refuses", "error", 1,
+                 id="raising-rank"),
+    pytest.param(exit_on_rank_one, {}, r"rank 1 died \(exit code 3\)", "died", 1, id="dying-rank"),
+]
+
+
+@pytest.mark.parametrize("job, options, message, kind, rank", RANK_FAULTS)
+def test_distributed_rank_fault_ends_the_run_naming_the_rank(job, options, message, kind, rank):
+    """A rank that hangs, blocks, raises or dies ends the job with a DistributedFailure naming the rank and the
+    kind of fault, and every worker is killed."""
+    pool = WorkerPool(2, timeout=FAULT_TIMEOUT, **options)
     pool.start()
     pids = pool.pids
-    with pytest.raises(DistributedFailure, match="rank 0 timed out in a collective") as failure:
-        pool.run(hang_on_last_rank, torch.ones(4, 2, dtype=torch.float64))
-    assert failure.value.kind == "timeout" and failure.value.rank == 0
-    _assert_gone(pids)
-
-
-def test_distributed_rank_blocked_outside_collectives_is_killed():
-    """Rank 1 never returns: the parent's deadline ends the job and names the rank."""
-    pool = WorkerPool(2, timeout=FAULT_TIMEOUT, grace=1.0)
-    pool.start()
-    pids = pool.pids
-    with pytest.raises(DistributedFailure, match=r"rank\(s\) \[1\] did not finish") as failure:
-        pool.run(sleep_on_rank_one, torch.ones(4, 2, dtype=torch.float64))
-    assert failure.value.kind == "timeout" and failure.value.rank == 1
-    _assert_gone(pids)
-
-
-def test_distributed_raising_rank_reports_its_traceback():
-    pool = WorkerPool(2, timeout=FAULT_TIMEOUT)
-    pool.start()
-    pids = pool.pids
-    with pytest.raises(DistributedFailure, match="(?s)raised on rank 1.*rank one refuses") as failure:
-        pool.run(raise_on_rank_one, torch.ones(4, 2, dtype=torch.float64))
-    assert failure.value.kind == "error" and failure.value.rank == 1
-    _assert_gone(pids)
-
-
-def test_distributed_dying_rank_is_named():
-    pool = WorkerPool(2, timeout=FAULT_TIMEOUT)
-    pool.start()
-    pids = pool.pids
-    with pytest.raises(DistributedFailure, match=r"rank 1 died \(exit code 3\)") as failure:
-        pool.run(exit_on_rank_one, torch.ones(4, 2, dtype=torch.float64))
-    assert failure.value.kind == "died" and failure.value.rank == 1
+    with pytest.raises(DistributedFailure, match=message) as failure:
+        pool.run(job, torch.ones(4, 2, dtype=torch.float64))
+    assert failure.value.kind == kind and failure.value.rank == rank
     _assert_gone(pids)
 
 
