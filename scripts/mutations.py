@@ -32,9 +32,9 @@ of ``pytest -x``):
     HLTM, 2 more    2         1/2                      1/2     (hltm-recovery-wrong-level survives)
     all           135       131/135 (97.0%)          134/135 (99.3%)
 
-Survivor: hltm-recovery-wrong-level (the root-gain check reads the level above the leaves): real training's
-bottom level changes by about +-0.004 and pure noise fails there too, so no current test separates the levels; a
-rejection test feeding runs whose root falls while the bottom level rises would catch it.
+Survivor then: hltm-recovery-wrong-level (the root-gain check reads the level above the leaves): real training's
+bottom level changes by about +-0.004 and pure noise fails there too. Since issue 18's stop it is killed by
+theorems/test_hltm_checkers_reject.py::test_recovery_reads_its_gain_at_the_root (a flat root, a rising low level).
 
 Caught only outside theorems/: training-records-gradient-as-main (tests/test_training.py's bookkeeping test),
 digits-scale-not-unit (tests/test_digits.py), seeding-generator-constant (a unit test in tests/).

@@ -1,6 +1,7 @@
 """Every HLTM checker can fail: each rejects an injected fault (docs/THEORY.md §8); the checkers of
 theorems/test_hltm.py, theorems/test_hltm_model.py and theorems/test_hltm_mechanism.py included."""
 import dataclasses
+import types
 
 import pytest
 import torch
@@ -16,6 +17,20 @@ def test_recovery_rejects_training_without_a_shared_root(hltm_suite_runs):
     runs = hltm_suite_runs()[(0.8, False)]
     with pytest.raises(IdentityViolation, match="root-level best"):
         hltm.check_recovery(runs, context=hltm.describe_runs(runs))
+
+
+def _recovery(levels: list) -> hltm.LatentRecovery:
+    """A recovery whose per-level metric is ``levels`` (one latent per level, best |corr| = the value, ceiling
+    0.95, so the root's fraction of the ceiling stays above the check's minimum)."""
+    return hltm.LatentRecovery([torch.tensor([[v, 0.0]]) for v in levels], [torch.tensor([0.95])] * len(levels))
+
+
+def test_recovery_reads_its_gain_at_the_root():
+    """A root that does not move fails however much the level above the leaves rises: the gain is the root's."""
+    runs = [types.SimpleNamespace(spec=hltm.TrainSpec(seed=s), initial=_recovery([0.9, 0.5, 0.3]),
+                                  final=_recovery([0.9, 0.5, 0.6])) for s in range(4)]
+    with pytest.raises(IdentityViolation, match="root-level best"):
+        hltm.check_recovery(runs, context="root flat, lowest level rising")
 
 
 def test_amplification_rejects_training_without_a_shared_root(hltm_suite_runs):
