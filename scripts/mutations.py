@@ -70,6 +70,20 @@ Measured with the cheap first stage, in two batches split by the test file that 
 
 (58/58 and 27/27; 2026-12-06, worktree of branch ``mutants``, about 17 min for both batches run side by side on the
 shared 2 cores, after each batch's unmutated ``pytest theorems/``.)
+
+Rerun on the merged main (f7672c6's parent, every branch of the stop merged, the six moved snippets re-pointed), one
+batch of all 88 regression entries plus the three re-pointed outside regression/, 39 min on 2 cores:
+
+    python scripts/mutation_score.py -k <those 91 ids> --first theorems/test_regression_faults.py,\
+        theorems/test_regression_verdicts.py,theorems/test_regression_conventions.py,\
+        theorems/test_regression_mutations.py,theorems/test_regression.py,theorems/test_byol_regression.py,\
+        theorems/test_distributed.py,theorems/test_hltm_checkers_reject.py,theorems/test_digits.py,\
+        theorems/test_checkers_reject.py
+
+gave regression 85/85 killed by ``pytest theorems/`` alone (the 3 equivalents ran and were not counted),
+networks-tree-interleaved and digits-spread-inverted killed, and hltm-recovery-wrong-level surviving on that tree;
+the rejection test added next (test_hltm_checkers_reject.py::test_recovery_reads_its_gain_at_the_root) kills it
+(checked with the mutation applied by hand).
 """
 from __future__ import annotations
 
