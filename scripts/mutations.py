@@ -71,7 +71,7 @@ Measured with the cheap first stage, in two batches split by the test file that 
 (58/58 and 27/27; 2026-12-06, worktree of branch ``mutants``, about 17 min for both batches run side by side on the
 shared 2 cores, after each batch's unmutated ``pytest theorems/``.)
 
-Rerun on the merged main (f7672c6's parent, every branch of the stop merged, the six moved snippets re-pointed), one
+Rerun on the merged main (49ad2a2: every branch of the stop merged, the six moved snippets re-pointed), one
 batch of all 88 regression entries plus the three re-pointed outside regression/, 39 min on 2 cores:
 
     python scripts/mutation_score.py -k <those 91 ids> --first theorems/test_regression_faults.py,\
