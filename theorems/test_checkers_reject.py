@@ -347,13 +347,15 @@ FAULTS = {   # checker fed one fault -> (the table entry it must cite, a part of
 def test_a_core_failure_carries_figure_limit_with_reason_where_seed_and_reproduce_line(fault, mlp, data, seed,
                                                                                          repro):
     checker, limit, where = FAULTS[fault]
+    context = repro(seed=seed)
     with pytest.raises(IdentityViolation) as err:
-        checker(mlp, data, repro(seed=seed))
+        checker(mlp, data, context)
     result = err.value.result
     assert result.status == "fail" and result.measured is not None, result
     assert result.tolerance and result.tolerance_reason.startswith(limit.reason), result
     assert limit.reason in str(err.value), f"the message must state why the limit is what it is: {err.value}"
-    assert where in result.where and result.seed == seed and result.reproduce.startswith("pytest '"), result
+    assert where in result.where and result.seed == seed, result
+    assert result.reproduce == context.reproduce and "pytest '" in result.reproduce, result   # unlocked: DUALNET_SEED=n first
 
 
 def test_a_core_checker_returns_its_record_on_a_pass(mlp, data, seed, repro):
