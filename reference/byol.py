@@ -140,6 +140,11 @@ class DualBranch(nn.Module):
 def pair_loss(p: torch.Tensor, t: torch.Tensor, kind: str) -> torch.Tensor:
     """(1/B) sum_b D(p_b, t_b): ||p - t||^2 or ||p/|p| - t/|t|||^2 (= 2 - 2 cos)."""
     if kind == "normalised":
+        for name, rows in (("prediction", p), ("target", t)):
+            zero = (rows.detach().norm(dim=1) == 0).nonzero().flatten().tolist()
+            if zero:
+                raise BadInput(f"the normalised loss is undefined: {name} rows {zero} are exactly zero (every unit "
+                               f"feeding them is off for those samples); draw another batch or network")
         p, t = p / p.norm(dim=1, keepdim=True), t / t.norm(dim=1, keepdim=True)
     return ((p - t) ** 2).sum(1).mean()
 

@@ -19,7 +19,7 @@ from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from dualnet_ssl.byol import (LOSSES, DualBranch, check_covariance_form, check_implicit_term_vanishes,
-                              check_scale_invariance, check_split, closed_form_terms)
+                              check_scale_invariance, check_split, closed_form_terms, pair_loss)
 from dualnet_ssl.byol_dynamics import (Measurement, StudyRun, check_collapses, check_implicit_share, check_learns,
                                        check_probe_falls, check_probe_gap, effective_rank, gaussian_clusters, ridge_probe, spread,
                                        train_variant)
@@ -51,10 +51,28 @@ def _model(seed, kind, *, widths=(5, 8, 4), predictor_widths=(4, 6, 4), slope=0.
     return DualBranch(online, predictor, target, **options)
 
 
+def _has_zero_row(model, x1, x2) -> bool:
+    """Some prediction or target is exactly zero (every ReLU feeding it off): the normalised loss is undefined."""
+    with torch.no_grad():
+        for xo, xt in model.directions(x1, x2):
+            v = model.representation(xo)
+            p = v if model.predictor is None else model.predictor(v)
+            t = model.target_norm(model.target_net(xt))
+            if bool((p.norm(dim=1) == 0).any() or (t.norm(dim=1) == 0).any()):
+                return True
+    return False
+
+
 def _case(seed, kind, batch, device, **options):
-    model = _model(seed, kind, device=device, **options)
-    x1, x2 = (x.to(device) for x in _views(seed, batch, model.online.widths[0]))
-    return model, x1, x2
+    """The model and two views drawn from ``seed``; redrawn from derive_seed(seed, "redraw k") in the rare case
+    where a prediction or target row is exactly zero (found with DUALNET_UNLOCK_SEED: the loss refuses it)."""
+    for k in range(10):
+        drawn = seed if k == 0 else derive_seed(seed, f"redraw {k}")
+        model = _model(drawn, kind, device=device, **options)
+        x1, x2 = (x.to(device) for x in _views(drawn, batch, model.online.widths[0]))
+        if not _has_zero_row(model, x1, x2):
+            return model, x1, x2
+    raise AssertionError(f"seed {seed}: 10 draws in a row with a zero prediction or target row")
 
 
 @pytest.mark.parametrize("batch", BATCHES)
@@ -167,6 +185,10 @@ def test_byol_bad_input_is_named(seed):
         check_split(model, x1, x2, "weights.7")
     with pytest.raises(BadInput, match="two views"):
         model(x1, x2[:2])
+    zero_row = torch.ones(3, 4, dtype=torch.float64)
+    zero_row[1] = 0.0
+    with pytest.raises(BadInput, match=r"prediction rows \[1\] are exactly zero"):
+        pair_loss(zero_row, torch.ones(3, 4, dtype=torch.float64), "normalised")
 
 
 # ---------------------------------------------------------------- dynamics (statistical, held-out seeds)
