@@ -50,18 +50,22 @@ def check_tree_wiring(net: TreeMirrorNet, *, seed: int, n_inputs: int = 64, cont
 
     Bumps one leaf at a time on ``n_inputs`` Gaussian inputs and records which groups change; the
     subtree of node j at level l is the leaves j c^(L-l) .. (j+1) c^(L-l) - 1 (the model's numbering).
+    Every gate is held open, so the wiring alone decides who sees whom: with the ReLU's own gates a narrow
+    group whose units are all off for every input hides its leaves (found with DUALNET_UNLOCK_SEED, hid 2).
     """
     __tracebackhide__ = True
     p = next(net.parameters())
     x = torch.randn(n_inputs, net.n_leaves, generator=make_generator(seed), dtype=torch.float64).to(p.dtype)
     tol = tolerance(p.dtype, "exact")
+    open_gates = [None] + [torch.ones(n_inputs, net.branching ** level, net.hid, dtype=p.dtype, device=p.device)
+                           for level in range(1, net.depth)]
     with torch.no_grad():
-        base = net.pre_activations(x)
+        base = net.forward_cache(x, open_gates)[0]
         seen = [torch.zeros(net.branching ** l, net.n_leaves, dtype=torch.bool) for l in range(net.depth)]
         for leaf in range(net.n_leaves):
             bumped = x.clone()
             bumped[:, leaf] += 1
-            for level, (pre, pre0) in enumerate(zip(net.pre_activations(bumped), base)):
+            for level, (pre, pre0) in enumerate(zip(net.forward_cache(bumped, open_gates)[0], base)):
                 moved = (pre - pre0).abs() > tol.atol + tol.rtol * pre0.abs()
                 seen[level][:, leaf] = moved.any(-1).any(0)
     wrong = []
