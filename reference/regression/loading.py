@@ -51,7 +51,7 @@ def parse_json_object(text: str | None, what: str) -> dict | None:
         raise BadInput(f"{what} must be a JSON object such as '{{\"temperature\": 0.2}}', got {text!r}")
     return value
 
-def _call(factory: Callable, kwargs: dict, spec: str):
+def call_factory(factory: Callable, kwargs: dict, spec: str):
     """The factory's product; ``BadInput`` naming the cause when it raises (a missing dependency named as such)."""
     try:
         return factory(**kwargs)
@@ -76,7 +76,7 @@ class LossSubject:
 
     def build(self, **overrides) -> LossAdapter:
         kwargs = {**self.kwargs, **overrides}
-        made = _call(self.factory, kwargs, self.name)
+        made = call_factory(self.factory, kwargs, self.name)
         if isinstance(made, LossAdapter):
             adapter = dataclasses.replace(made, **(self.declares or {}))
         elif callable(made):
@@ -137,7 +137,7 @@ class NetSubject:
 
     def build(self, dtype: torch.dtype = torch.float64) -> NetAdapter:
         """A fresh copy of the network in ``dtype`` (float64 for exact identities; the user's object is untouched)."""
-        made = _call(self.factory, self.kwargs, self.name)
+        made = call_factory(self.factory, self.kwargs, self.name)
         if isinstance(made, NetAdapter):
             net, shape = made.net, tuple(made.input_shape)
         elif isinstance(made, nn.Module):

@@ -28,7 +28,7 @@ from torch.nn import functional as F
 
 from dualnet_ssl.compare import relative_error
 from dualnet_ssl.errors import BadInput
-from dualnet_ssl.regression.loading import _call as _call_factory
+from dualnet_ssl.regression.loading import call_factory
 from dualnet_ssl.regression.loading import load_object, parse_json_object
 from dualnet_ssl.results import CheckResult
 from dualnet_ssl.seeding import derive_seed, make_generator
@@ -256,7 +256,7 @@ def implicit_term_share(model: nn.Module, loss_of_model: Callable[[], torch.Tens
 def load_noncontrastive(spec: str, kwargs: str | None = None) -> NonContrastiveLoss | None:
     """``--ssl-loss SPEC``: the factory's declaration when it returns a ``NonContrastiveLoss``, else None (then the
     contrastive loader takes it)."""
-    made = _call_factory(load_object(spec), parse_json_object(kwargs, "--ssl-loss-kwargs") or {}, spec)
+    made = call_factory(load_object(spec), parse_json_object(kwargs, "--ssl-loss-kwargs") or {}, spec)
     if not isinstance(made, NonContrastiveLoss):
         return None
     for batch in BATCH_SIZES:                    # an unusable loss is one usage error, not a failure per check
