@@ -10,7 +10,7 @@ thresholds loosened, z-scores, seed collapse, belief-propagation up/down pass er
 the ceiling, the training loops, the sampled-batch estimator, result statuses, the finite check) in every module,
 including faults the suite did not catch when they were written.
 
-Entries: 219 (core 85, HLTM 38, regression 88, digits 8); 7 marked equivalent with the reason (3 of them in
+Entries: 221 (core 85, HLTM 38, regression 90, digits 8); 7 marked equivalent with the reason (3 of them in
 regression/).
 
 Score, 2026-11-29. No single run covers the whole catalogue yet: it takes about two hours on 2 cores. These
@@ -495,9 +495,16 @@ REGRESSION = [   # regression mode (reference/regression/)
     _m("regression-probe-routed-halved", "regression/probe.py", "return (flow + flow.T) / ends.clamp_min(1.0)",
        "return (flow + flow.T) / 2", "a pair with one live end gets half its weight"),
     _m("regression-probe-unit-sign", "regression/probe.py",
-       "return torch.where(at_unit[:, None, None], -z[None, :, :].expand(at.shape[0], -1, -1), normalised)",
-       "return torch.where(at_unit[:, None, None], z[None, :, :].expand(at.shape[0], -1, -1), normalised)",
+       "factor = torch.where(unit_points[:, None], torch.ones_like(gram), norm[:, None] * norm[None, :])",
+       "factor = torch.where(unit_points[:, None], -torch.ones_like(gram), norm[:, None] * norm[None, :])",
        "dr/dz_i for a unit-row input with the wrong sign"),
+    _m("regression-probe-normalised-constraint", "regression/probe.py",
+       "constraint = torch.where(unit_points[:, None], torch.eye(n, dtype=z.dtype), gram)",
+       "constraint = torch.where(unit_points[:, None], torch.eye(n, dtype=z.dtype), torch.ones_like(gram))",
+       "a normalised row's directions taken as free of the constraint G e_i (treated like raw distances)"),
+    _m("regression-probe-no-projection", "regression/probe.py",
+       "    y = y - b * (y * b).sum(-1, keepdim=True) / (b * b).sum(-1, keepdim=True)\n", "",
+       "the point's fit ignores its constraint (n coefficients instead of n - 1 directions)"),
     _m("regression-probe-assemble-negative-sign", "regression/probe.py",
        "layout.negatives), -scale * beta_k, accumulate=True)", "layout.negatives), scale * beta_k, accumulate=True)",
        "reference weights: negatives attract (sign flip)"),

@@ -51,7 +51,7 @@ def test_every_record_is_complete_and_unique():
              properties.NON_CONTRASTIVE}
     for p in properties.REGISTRY:
         assert p.needs in kinds and callable(p.check) and p.summary, p
-        assert p.sizes in (properties.EVERY_SIZE, properties.DEFAULT_SIZE, properties.OWN_SIZES), p
+        assert p.sizes in (properties.EVERY_SIZE, properties.OWN_SIZES), p
 
 
 def test_an_unknown_property_is_a_clear_error():

@@ -20,7 +20,6 @@ from dualnet_ssl.errors import BadInput
 from dualnet_ssl.regression import precision
 from dualnet_ssl.regression.batches import probes
 from dualnet_ssl.regression.declared import private_anchors
-from dualnet_ssl.regression.probe import pair_gradients
 from dualnet_ssl.regression.verdicts import Verdict, run_check
 from dualnet_ssl.thresholds import FLOAT32_SENSITIVITY_FACTOR
 from dualnet_ssl.tolerances import tolerance
@@ -530,25 +529,58 @@ def test_large_probe_samples_the_tau_grid_and_still_fails_a_float16_step(seed):
         assert result.status == status, result.summary()
 
 
-def test_sampled_rows_of_a_large_routed_probe_match_the_full_recovery(seed):
-    """The sampled solve (SAMPLED_ROWS live points) gives those points' weights exactly as the full one does."""
-    adapter = regression.LossAdapter(moco_detaching, form="queue", gradient_to="anchors", normalises=True,
-                                     batch_size=66)
-    probe = regression.make_probe(adapter, seed)
-    rows = precision._sampled_rows(probe)
-    assert probe.layout.n_points > precision.LARGE_PROBE and len(rows) == precision.SAMPLED_ROWS
-    (sampled,) = precision._weights([adapter], probe)
-    full = regression.recover_weights(adapter, probe)
-    tol = tolerance(torch.float64, "exact")
-    torch.testing.assert_close(sampled.flow[rows], full.flow[rows], rtol=tol.rtol, atol=tol.atol)
+def _directions_by_autograd(z: torch.Tensor, distance, i: int) -> torch.Tensor:
+    """(D, n - 1): dr_ij/dz_i for j != i, each by autograd of the distance function (the direct route)."""
+    columns = []
+    for j in range(len(z)):
+        if j != i:
+            at = z[i].clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad(distance(at, z[j]), at)
+            columns.append(grad)
+    return torch.stack(columns, dim=1)
 
 
-@pytest.mark.parametrize("kind", [dict(), dict(normalises=True), dict(unit_inputs=True)])
-def test_pair_gradients_of_some_rows_are_those_rows_of_the_full_tensor(kind, seed):
-    """The rows-only basis of the sampled float32 solve is the same numbers as the full one, for each distance."""
-    adapter = regression.two_view(_simp, **kind)
-    z = regression.make_probe(adapter, seed).points()
-    rows = torch.tensor([0, 3, 7])
+_DISTANCES = {"raw": lambda a, b: ((a - b) ** 2).sum() / 2, "unit": lambda a, b: 1 - a @ b,
+              "normalised": lambda a, b: 1 - a @ b / (a.norm() * b.norm())}
+
+
+@pytest.mark.parametrize("declared, kinds", [(dict(), "raw"), (dict(normalises=True), "normalised"),
+                                             (dict(unit_inputs=True), "unit"),
+                                             (dict(normalises=["q", "k"], unit_inputs=["queue"]), "mixed")])
+def test_closed_form_pair_weights_equal_each_points_own_least_squares_fit(declared, kinds, seed):
+    """docs/THEORY.md §5a: the one-factorisation solve of ``flow_from_point_gradients`` gives, for every point, the
+    least-squares weights over that point's own directions dr_ij/dz_i (built here by autograd of the distance and
+    solved point by point), and the same unexplained share, at gradients with a part outside every direction."""
+    form = "queue" if kinds == "mixed" else "two_view"
+    adapter = regression.LossAdapter(moco_detaching if form == "queue" else _simp, form=form,
+                                     gradient_to="anchors" if form == "queue" else "all", **declared)
+    layout = adapter.layout(3)
+    generator = torch.Generator().manual_seed(seed)
+    z = torch.randn(layout.n_points, layout.n_points + 3, generator=generator, dtype=torch.float64)
+    grads = torch.randn(z.shape, generator=generator, dtype=torch.float64)
+    unit = adapter.unit_points(layout)
+    live = layout.live
+    flow, residual = regression.flow_from_point_gradients(grads, z, adapter, live, unit)
     tol = tolerance(torch.float64, "exact")
-    torch.testing.assert_close(pair_gradients(z, adapter, rows=rows), pair_gradients(z, adapter)[rows],
-                               rtol=tol.rtol, atol=tol.atol)
+    unexplained, peak = 0.0, float(grads[live].norm(dim=1).max())
+    for i in range(layout.n_points):
+        kind = "unit" if bool(unit[i]) else kinds if kinds != "mixed" else "normalised"
+        basis = _directions_by_autograd(z, _DISTANCES[kind], i)
+        weights = torch.linalg.lstsq(basis, grads[i][:, None]).solution[:, 0]
+        if bool(live[i]):
+            unexplained = max(unexplained, float((grads[i] - basis @ weights).norm()))
+            torch.testing.assert_close(flow[i, torch.arange(layout.n_points) != i], weights, rtol=tol.rtol,
+                                       atol=tol.atol * float(weights.abs().max()))
+        else:
+            assert bool((flow[i] == 0).all()), f"a detached point {i} has weights in the flow"
+    assert residual == pytest.approx(unexplained / peak, rel=tol.rtol)
+
+
+def test_closed_form_pair_weights_refuse_linearly_dependent_points():
+    """Points that are linearly dependent leave the pair weights undetermined: an error, not numbers."""
+    adapter = regression.two_view(_simp)
+    z = torch.randn(6, 8, dtype=torch.float64)
+    z[5] = z[0] + z[1]
+    with pytest.raises(torch.linalg.LinAlgError, match="linearly dependent"):
+        regression.flow_from_point_gradients(torch.randn(6, 8, dtype=torch.float64), z, adapter,
+                                             torch.ones(6, dtype=torch.bool))

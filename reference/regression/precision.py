@@ -34,9 +34,7 @@ from dualnet_ssl.errors import NotApplicable
 from dualnet_ssl.regression.batches import probes
 from dualnet_ssl.regression.declarations import LossAdapter
 from dualnet_ssl.regression.hints import NOT_CHECKED_IN
-from dualnet_ssl.regression.probe import (PairWeights, Probe, _routed_pairs, make_probe, pair_gradients,
-                                          recover_weights)
-from dualnet_ssl.regression.signatures import all_but_one
+from dualnet_ssl.regression.probe import Probe, make_probe, recover_weights
 from dualnet_ssl.regression.verdicts import Verdict
 from dualnet_ssl.seeding import derive_seed, make_generator
 from dualnet_ssl.thresholds import FLOAT32_GROSS_FACTOR, FLOAT32_LOW_PRECISION_ERROR, FLOAT32_SENSITIVITY_FACTOR
@@ -136,58 +134,6 @@ SAMPLED_GRID_POINTS = 2
 """Grid temperatures probed below the declared ones at large batches: the first below them and the lowest, 0.01."""
 
 
-SAMPLED_ROWS = 32
-"""At a large routed probe (more than LARGE_PROBE points, a declared stop-gradient), the pair weights are solved
-for this many live points (seeded) instead of all: each point's least-squares fit costs n^2 D, so the full
-recovery at the 516 points of a queue loss at batch 256 takes 35 s, the sampled one about 2 s. All four
-evaluations (exact, rounded, single, ideal) use the same rows, so they stay comparable."""
-
-
-def _sampled_rows(probe: Probe) -> torch.Tensor | None:
-    """The live points whose weights are solved for at a large routed probe (seeded), or None: all of them."""
-    layout = probe.layout
-    if not layout.routed or layout.n_points <= LARGE_PROBE:
-        return None
-    live = torch.nonzero(layout.live).flatten()
-    pick = torch.randperm(len(live), generator=make_generator(derive_seed(probe.seed, "float32 rows")))
-    return live[pick[:SAMPLED_ROWS]].sort().values
-
-
-def _weights(adapters: list[LossAdapter], probe: Probe, cache: dict | None = None) -> list[PairWeights]:
-    """The pair weights float32 is held to, for each of ``adapters`` (the same loss, cast differently) at the same
-    points: all of them, or at a large routed probe those of SAMPLED_ROWS live points (the weights in their
-    gradients, docs/THEORY.md §5a), one basis (kept in ``cache`` for the next call at these points) and one
-    least-squares solve for all, so the cost stays bounded."""
-    rows = _sampled_rows(probe) if adapters[0].gradient_to == "anchors" or probe.layout.routed else None
-    if rows is None:
-        return [recover_weights(adapter, probe) for adapter in adapters]
-    n = probe.layout.n_points
-    values, grads = [], []
-    for adapter in adapters:
-        z = probe.points().detach().clone().requires_grad_(True)
-        value = adapter.evaluate(z, probe.layout)
-        (grad,) = torch.autograd.grad(value.sum(), z, allow_unused=True) if value.requires_grad else (None,)
-        values.append(value.detach())
-        grads.append(torch.zeros_like(z) if grad is None else grad)
-    others = all_but_one(n)[rows]                                                                   # (k, n-1)
-    if cache is None or "basis" not in cache:
-        basis = pair_gradients(probe.points().double(), adapters[0], adapters[0].unit_points(probe.layout),
-                               rows=rows)[torch.arange(len(rows))[:, None], others].transpose(1, 2)
-        cache = {} if cache is None else cache
-        cache["basis"] = basis                                                                       # (k, D, n-1)
-    basis = cache["basis"]
-    rhs = torch.stack([g.double()[rows] for g in grads], dim=2)                                     # (k, D, runs)
-    solution = torch.linalg.lstsq(basis, rhs).solution                                               # (k, n-1, runs)
-    sampled = torch.zeros(n, dtype=torch.bool)
-    sampled[rows] = True
-    found = []
-    for k, value in enumerate(values):
-        flow = torch.zeros(n, n, dtype=torch.float64)
-        flow[rows[:, None], others] = solution[..., k]
-        found.append(PairWeights(value, _routed_pairs(flow, adapters[0], sampled), None, flow))
-    return found
-
-
 @dataclasses.dataclass(frozen=True)
 class Reading:
     tau: float | None
@@ -199,13 +145,12 @@ class Reading:
 
 
 def _read(adapter: LossAdapter, probe: Probe, tau: float | None, where: str) -> Reading:
-    shared: dict = {}   # the sampled rows' basis at a large routed probe, computed once for the four runs
-    exact, rounded, single = _weights([adapter, _in(adapter, torch.float64), _in(adapter, torch.float32)], probe,
-                                      shared)
+    exact, rounded, single = (recover_weights(a, probe) for a in (adapter, _in(adapter, torch.float64),
+                                                                    _in(adapter, torch.float32)))
     if exact.value.dtype != torch.float64:
         raise NotApplicable(f"the loss returns {exact.value.dtype} on float64 inputs, so it has no float64 twin to "
                             "hold its float32 results to; return float64 for float64 inputs to check float32 accuracy")
-    (ideal,) = _weights([_in(adapter, torch.float64, _summation_noise(probe, exact.pairs))], probe, shared)
+    ideal = recover_weights(_in(adapter, torch.float64, _summation_noise(probe, exact.pairs)), probe)
     for run, dtype in ((exact, "float64"), (rounded, "float64"), (single, "float32")):
         for quantity, t in (("value", run.value), ("pair weights", run.pairs)):
             if not bool(torch.isfinite(t).all()):

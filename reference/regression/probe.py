@@ -16,7 +16,6 @@ from torch import nn
 
 from dualnet_ssl.errors import BadInput, NotApplicable
 from dualnet_ssl.regression.declarations import Layout, LossAdapter
-from dualnet_ssl.regression.signatures import all_but_one
 from dualnet_ssl.seeding import make_generator
 
 
@@ -106,41 +105,56 @@ def pair_weights_from_gram_gradient(grad: torch.Tensor) -> torch.Tensor:
     return weights - torch.diag(torch.diagonal(weights))
 
 
-def pair_gradients(z: torch.Tensor, adapter: LossAdapter, unit_points: torch.Tensor | None = None,
-                   rows: torch.Tensor | None = None) -> torch.Tensor:
-    """(n, n, D): entry (i, j) is dr_ij/dz_i for the distance the loss sees: 1/2||z_i - z_j||^2, 1 - z_i.z_j for a
-    point i that arrives as a unit row (``unit_points``, default: every point when ``unit_inputs=True``), 1 - cos
-    for a point the loss normalises. With ``rows``, only those points i: (len(rows), n, D)."""
-    at = z if rows is None else z[rows]
+def _pair_coefficients(z: torch.Tensor, adapter: LossAdapter, unit_points: torch.Tensor | None):
+    """Every pair direction dr_ij/dz_i as Z^T times a coefficient vector (docs/THEORY.md §5a): for each point i,
+    the constraint row a_i that every combination of its directions satisfies (a_i . c = 0), and the factor
+    that turns coefficient c_j into the pair weight, w_ij = -factor_ij c_j.
+
+    - 1/2||z_i - z_j||^2: direction z_i - z_j = Z^T (e_i - e_j); a_i = ones, factor 1.
+    - a unit row i, r = 1 - z_i.z_j (``unit_points``; default every point when ``unit_inputs=True``): direction
+      -z_j = Z^T (-e_j); a_i = e_i, factor 1.
+    - a row the loss normalises, r = 1 - cos: direction -(z_j - (G_ij/G_ii) z_i) / (|z_i||z_j|); a_i = G e_i (the
+      direction is orthogonal to z_i), factor |z_i||z_j|.
+    """
+    n = z.shape[0]
+    gram = z @ z.T
     if not adapter.on_unit_rows:
-        return at[:, None, :] - z[None, :, :]
+        return torch.ones(n, n, dtype=z.dtype), torch.ones(n, n, dtype=z.dtype)
     if unit_points is None:
-        unit_points = torch.full((z.shape[0],), adapter.unit_inputs is True)
-    at_unit = unit_points if rows is None else unit_points[rows]
-    norm = z.norm(dim=1)
-    at_norm = norm if rows is None else norm[rows]
-    cos = (at @ z.T) / (at_norm[:, None] * norm[None, :])
-    normalised = -(z[None, :, :] / (at_norm[:, None, None] * norm[None, :, None]) - cos[:, :, None] * at[:, None, :]
-                   / at_norm[:, None, None] ** 2)
-    return torch.where(at_unit[:, None, None], -z[None, :, :].expand(at.shape[0], -1, -1), normalised)
+        unit_points = torch.full((n,), adapter.unit_inputs is True)
+    norm = torch.diagonal(gram).sqrt()
+    constraint = torch.where(unit_points[:, None], torch.eye(n, dtype=z.dtype), gram)
+    factor = torch.where(unit_points[:, None], torch.ones_like(gram), norm[:, None] * norm[None, :])
+    return constraint, factor
 
 
 def flow_from_point_gradients(grads: torch.Tensor, z: torch.Tensor, adapter: LossAdapter, live: torch.Tensor,
                               unit_points: torch.Tensor | None = None) -> tuple[torch.Tensor, float]:
     """Solve dL/dz_i = sum_j w_ij dr_ij/dz_i for every live point i (docs/THEORY.md §5a): D >= n points in
-    general position make the n - 1 vectors dr_ij/dz_i independent, so the w_ij are determined. ``grads`` is
+    general position make the n - 1 directions dr_ij/dz_i independent, so the w_ij are determined. ``grads`` is
     (n, D), or (K, n, D) for K scalars at once. Returns the flow, (n, n) or (K, n, n) (row i: the weights in
-    dL/dz_i; zero rows for detached points), and the share of the live points' gradient the fit leaves unexplained."""
-    n = z.shape[0]
-    others = all_but_one(n)
-    basis = pair_gradients(z.double(), adapter, unit_points)[torch.arange(n)[:, None], others]
-    basis = basis.transpose(1, 2)                                                                   # (n, D, n-1)
-    g = grads.double().reshape(-1, n, z.shape[1]).permute(1, 2, 0)                                  # (n, D, K)
-    solution = torch.linalg.lstsq(basis, g).solution                                                # (n, n-1, K)
-    unexplained = (g - basis @ solution)[live].norm(dim=1)
-    peak = float(g[live].norm(dim=1).max()) if bool(live.any()) else 0.0
-    flow = torch.zeros(g.shape[2], n, n, dtype=torch.float64)
-    flow[:, torch.arange(n)[:, None], others] = solution.permute(2, 0, 1)
+    dL/dz_i; zero rows for detached points), and the share of the live points' gradient the fit leaves unexplained.
+
+    Each direction is Z^T c with a_i . c = 0 (``_pair_coefficients``), so one QR factorisation Z^T = QR serves every
+    point: point i's least-squares fit is y_i = Q^T g_i projected onto the plane b_i . y = 0 (b_i = R^-T a_i), and
+    c_i = R^-1 y_i. That is the least-squares solve over point i's n - 1 directions, for n^2 D in all, not per point.
+    """
+    n, dim = z.shape
+    z = z.double()
+    g = grads.double().reshape(-1, n, dim)                                                          # (K, n, D)
+    q, r = torch.linalg.qr(z.T)                                                                     # (D, n), (n, n)
+    if bool((torch.diagonal(r).abs() <= n * torch.finfo(r.dtype).eps * r.abs().max()).any()):
+        raise torch.linalg.LinAlgError(f"the {n} points are linearly dependent, so their pair weights are not "
+                                       "determined by the gradients")
+    constraint, factor = _pair_coefficients(z, adapter, unit_points)
+    b = torch.linalg.solve_triangular(r.T, constraint.T, upper=False).T                            # (n, n): b_i
+    y = g @ q                                                                                       # (K, n, n): y_i
+    y = y - b * (y * b).sum(-1, keepdim=True) / (b * b).sum(-1, keepdim=True)
+    c = torch.linalg.solve_triangular(r, y.transpose(1, 2), upper=True).transpose(1, 2)            # (K, n, n): c_i
+    unexplained = (g - c @ z)[:, live].norm(dim=2)
+    peak = float(g[:, live].norm(dim=2).max()) if bool(live.any()) else 0.0
+    flow = -factor * c
+    flow = flow - torch.diag_embed(torch.diagonal(flow, dim1=1, dim2=2))
     flow[:, ~live] = 0.0
     return flow.reshape(*grads.shape[:-2], n, n), (float(unexplained.max()) / peak if peak > 0 else 0.0)
 

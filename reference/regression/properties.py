@@ -12,8 +12,7 @@ check, its batch-size policy, a one-line summary), and a row to the property tab
 - ``NON_CONTRASTIVE``: ``check(declaration, batch_size, seed) -> CheckResult``, one item per batch size.
 
 Batch-size policies (loss properties): ``EVERY_SIZE``, the probe at the default size and at batches.LARGE_BATCHES
-(or at the declared ``batch_size`` alone); ``DEFAULT_SIZE``, the default size only (a property whose answer does
-not change with the batch size and whose cost grows fast with it); ``OWN_SIZES``, the check chooses its probes.
+(or at the declared ``batch_size`` alone); ``OWN_SIZES``, the check chooses its probes.
 """
 from __future__ import annotations
 
@@ -25,7 +24,7 @@ from dualnet_ssl.errors import BadInput
 from dualnet_ssl.regression import loss_properties as loss
 from dualnet_ssl.regression import network_properties as network
 from dualnet_ssl.regression import noncontrastive
-from dualnet_ssl.regression.batches import batch_sizes, over_batches
+from dualnet_ssl.regression.batches import over_batches
 from dualnet_ssl.regression.builtin import reference_mlp
 from dualnet_ssl.regression.conventions import gradient_routing
 from dualnet_ssl.regression.declared import declared_pairs
@@ -33,14 +32,13 @@ from dualnet_ssl.regression.distributed import DISTRIBUTED_PROPERTY, check_distr
 from dualnet_ssl.regression.hints import with_routing_hint
 from dualnet_ssl.regression.loading import LossSubject, NetSubject
 from dualnet_ssl.regression.precision import check_float32
-from dualnet_ssl.regression.probe import make_probe
 from dualnet_ssl.regression.reference_properties import reference_value, reference_weights
 from dualnet_ssl.regression.verdicts import run_check
 from dualnet_ssl.results import CheckResult
 
 LOSS, NETWORK, LOSS_ON_NETWORK, LOSS_DISTRIBUTED, NON_CONTRASTIVE = (
     "loss", "network", "loss on a network", "loss, distributed", "non-contrastive loss")
-EVERY_SIZE, DEFAULT_SIZE, OWN_SIZES = "every size", "default size", "own sizes"
+EVERY_SIZE, OWN_SIZES = "every size", "own sizes"
 
 
 @dataclass(frozen=True)
@@ -73,7 +71,7 @@ REGISTRY = (
              "blind to a common translation, or to row scales of the inputs it normalises"),
     Property("gradient_symmetry", LOSS, loss.gradient_symmetry, EVERY_SIZE,
              "Z^T dL/dZ symmetric: no stop-gradient on part of a pair"),
-    Property("gradient_routing", LOSS, gradient_routing, DEFAULT_SIZE,
+    Property("gradient_routing", LOSS, gradient_routing, EVERY_SIZE,
              "the declared stop-gradient holds: gradient reaches exactly the declared points"),
     Property("balance_total", LOSS, loss.balance_total, EVERY_SIZE, "Theorem 2: sum over all pairs of dL/dr = 0"),
     Property("balance_per_anchor", LOSS, loss.balance_per_anchor, EVERY_SIZE,
@@ -132,10 +130,7 @@ def check_loss(subject: LossSubject, name: str, seed: int) -> CheckResult:
     def verdict():
         if prop.sizes == OWN_SIZES:
             return prop.check(subject, seed)
-        adapter = subject.build()
-        if prop.sizes == DEFAULT_SIZE:
-            return prop.check(adapter, make_probe(adapter, seed, n_samples=batch_sizes(adapter)[0]))
-        return over_batches(prop.check, adapter, seed)
+        return over_batches(prop.check, subject.build(), seed)
 
     def with_hint():   # a failing record names an undeclared stop-gradient when that is the likely cause
         return with_routing_hint(verdict(), subject.build, seed)
