@@ -200,8 +200,9 @@ def _tiny_record(loss, seed, scale=1.0):
 def test_digits_normalised_residue_record_is_the_split_at_unit_output_norm(loss, seed, repro):
     """A normalised run records Theorem 4's split at the net whose last layer is rescaled to E||f|| = 1 on the exact
     evaluation views: it equals the split recomputed on that copy (check_unit_output_split); the output norm recorded
-    is E||f|| over those views; the spread is E[1 - cos] over positive pairs / over negative pairs, computed by hand here; and scaling
-    the last layer by 4 (exact in float32) scales the recorded norm by 4 and leaves the split unchanged."""
+    is E||f|| over those views; the spread is E[1 - cos] over positive pairs / over negative pairs, computed by hand
+    here; and scaling the last layer by 4 (exact in float32) scales the recorded norm by 4 and leaves the split
+    unchanged."""
     net, tracker, result = _tiny_record(loss, seed)
     context = repro(loss=loss, seed=seed, **TINY_NORMALISED)
     (theta,), (main,) = result.theta_norm, result.main_norm
@@ -221,7 +222,8 @@ def test_digits_normalised_residue_record_is_the_split_at_unit_output_norm(loss,
     assert result.output_norm[0] == pytest.approx(norm, rel=1e-10), f"E||f|| over the exact views [{context}]"
     _, _, scaled = _tiny_record(loss, seed, scale=4.0)
     assert scaled.output_norm[0] == pytest.approx(4 * result.output_norm[0], rel=1e-10), f"norm x4 [{context}]"
-    assert (scaled.theta_norm[0], scaled.main_norm[0]) == (pytest.approx(theta, rel=1e-9), pytest.approx(main, rel=1e-9)), \
+    same_split = (pytest.approx(theta, rel=1e-9), pytest.approx(main, rel=1e-9))
+    assert (scaled.theta_norm[0], scaled.main_norm[0]) == same_split, \
         f"the split at unit output norm must not depend on the last layer's scale [{context}]"
 
 
@@ -386,8 +388,10 @@ def test_digits_normalised_residue_does_not_shrink_as_spread_falls(loss, repro):
                 thresholds.DIGITS_NORM_MIN_SPREAD_DROP, context=context)
     for layer in WEIGHT_LAYERS:
         check_claim("the residue does not shrink much as the spread falls", f"theta_drop {layer}",
-                    per_seed(f"theta_drop {layer}"), thresholds.DIGITS_NORM_MAX_THETA_DROP, above=False, context=context)
+                    per_seed(f"theta_drop {layer}"), thresholds.DIGITS_NORM_MAX_THETA_DROP, above=False,
+                    context=context)
         check_claim("the residue grows relative to the main term", f"ratio_drop {layer}",
-                    per_seed(f"ratio_drop {layer}"), thresholds.DIGITS_NORM_MAX_RATIO_DROP, above=False, context=context)
+                    per_seed(f"ratio_drop {layer}"), thresholds.DIGITS_NORM_MAX_RATIO_DROP, above=False,
+                    context=context)
         check_claim("the residue ends comparable to the main term", f"final_ratio {layer}",
                     per_seed(f"final_ratio {layer}"), thresholds.DIGITS_NORM_MIN_FINAL_RATIO, context=context)
