@@ -9,11 +9,13 @@
 3. The same training on L2-normalised outputs (r = 1 - cos, the authors' setting): InfoNCE, Triplet and the
    covariance-only loss with the authors' weighting (detached per-pair weights from the augmented views,
    ``maincov``) and with weights from the un-augmented images (``maincov_clean``); a table puts the raw and the
-   normalised settings side by side.
+   normalised settings side by side. For InfoNCE and soft Triplet it also gives Theorem 4's split during the run,
+   measured at the network rescaled to unit mean output norm (docs/DIGITS.md section 4), beside the spread
+   E[r_+]/E[r_-] of the normalised outputs.
 
 Usage:
-    python scripts/digits_study.py [--seeds 0 1 2] [--steps 1000] [--norm-steps 600] [--jobs 2]
-                                   [--skip-raw] [--out digits_study]
+    python scripts/digits_study.py [--seeds 0 1 2] [--steps 1000] [--norm-steps 600] [--norm-record-every 100]
+                                   [--jobs 2] [--skip-raw] [--norm-losses ...] [--out digits_study]
 Writes OUT.md, OUT.png and OUT.json. Needs the digits and hltm extras: pip install -e ".[digits,hltm]".
 """
 from __future__ import annotations
@@ -132,6 +134,27 @@ def per_seed(runs) -> str:
                      for (loss, seed, *rest), r in sorted(runs.items()) if rest)
 
 
+def normalised_residue(runs) -> str:
+    """Per normalised InfoNCE / Triplet run and weight layer: Theorem 4's split at the unit-output-norm network,
+    ||theta|| init / final, ratio ||theta|| / ||2 OP w|| at init and end, ||2 OP w|| init / final; per run the drop
+    of E[r_+]/E[r_-] (normalised outputs) and the raw output norm E||f|| at init and end."""
+    lines = ["## Normalised outputs: Theorem 4's split at the unit-output-norm network (per seed)", "",
+             "| loss | seed | layer | ||theta|| init/final | ratio init | ratio final | ratio init/final | "
+             "||2 OP w|| init/final | r+/r- init -> final (drop) | E||f|| init -> final |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for (loss, seed, *rest), r in sorted(runs.items()):
+        if not rest or loss not in ("infonce", "triplet") or not r.theta_norm:
+            continue
+        for l, layer in enumerate(r.weight_layers):
+            ratio = r.ratio(l)
+            lines.append(f"| {loss} | {seed} | {layer} | {r.theta_norm[0][l] / r.theta_norm[-1][l]:.3f} | "
+                         f"{ratio[0]:.3f} | {ratio[-1]:.3f} | {ratio[0] / ratio[-1]:.3f} | "
+                         f"{r.main_norm[0][l] / r.main_norm[-1][l]:.3f} | " + (
+                             f"{r.spread[0]:.3f} -> {r.spread[-1]:.3f} ({r.spread[0] / r.spread[-1]:.2f}) | "
+                             f"{r.output_norm[0]:.3f} -> {r.output_norm[-1]:.3f} |" if l == 0 else " | |"))
+    return "\n".join(lines) + "\n"
+
+
 def figure(sweep, runs, args, path):
     fig, axes = plt.subplots(1, 4, figsize=(19, 4))
     for (net, loss), sw in sweep.items():
@@ -179,11 +202,13 @@ def main(argv=None):
     parser.add_argument("--norm-steps", type=int, default=600, help="steps of the normalised-output runs")
     parser.add_argument("--skip-raw", action="store_true", help="normalised-output runs only (no sweep, no raw runs)")
     parser.add_argument("--norm-losses", nargs="+", default=list(NORMALISED_LOSSES), choices=NORMALISED_LOSSES)
+    parser.add_argument("--norm-record-every", type=int, default=100,
+                        help="steps between the normalised runs' records of the Theorem 4 split (default 100)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes, one torch thread each (default 2)")
     parser.add_argument("--out", default="digits_study", help="output stem: writes OUT.md, OUT.png, OUT.json")
     args = parser.parse_args(argv)
     start = time.perf_counter()
-    specs = [TrainSpec(loss=loss, seed=s, steps=args.norm_steps, record_every=args.norm_steps, normalise=True)
+    specs = [TrainSpec(loss=loss, seed=s, steps=args.norm_steps, record_every=args.norm_record_every, normalise=True)
              for loss in args.norm_losses for s in args.seeds]
     if not args.skip_raw:
         sweep = sweeps(args.seeds)
@@ -191,11 +216,15 @@ def main(argv=None):
                   for loss in args.losses for s in args.seeds]
     runs = run_all(specs, args.jobs)
     seconds = time.perf_counter() - start
+    normalised = side_by_side(runs, args) + "\n" + per_seed(runs) + "\n\n" + normalised_residue(runs)
     if args.skip_raw:
-        print(side_by_side(runs, args))
-        print(per_seed(runs))
+        print(normalised)
+        with open(f"{args.out}.json", "w") as f:
+            json.dump({"runs": [dict(dataclasses.asdict(r), spec=dataclasses.asdict(r.spec)) for r in runs.values()]},
+                      f, indent=1)
+        print(f"{seconds:.0f} s; wrote {args.out}.json")
         return
-    table = markdown(sweep, runs, args, seconds) + "\n" + side_by_side(runs, args) + "\n" + per_seed(runs) + "\n"
+    table = markdown(sweep, runs, args, seconds) + "\n" + normalised
     with open(f"{args.out}.md", "w") as f:
         f.write(table)
     figure(sweep, runs, args, f"{args.out}.png")

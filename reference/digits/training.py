@@ -18,7 +18,10 @@ is O(1) at initialisation, ``data.load_digits``):
   distance 0): W does not depend on the augmentation, so the expected negative gradient is exactly 2 OP_W w.
 
 ``normalise=True`` trains on L2-normalised outputs, z / ||z||, so that r = 1/2 ||z - z'||^2 = 1 - cos (the
-authors' setting); the default trains on raw outputs. The Theorem 4 split is tracked on raw outputs only.
+authors' setting); the default trains on raw outputs. Theorem 4 is stated for r on the raw output, so a normalised run
+records the split at the network whose last layer is rescaled so that the mean output norm over the exact evaluation
+views is 1 (``unit_output_network``): the same directions, and r on its outputs is about 1 - cos, the scale the
+normalised loss sees (with the run's tau); its E[r_+]/E[r_-] is that of the normalised outputs.
 
 Every ``record_every`` steps, on fixed evaluation sets from held-out test images (``Tracker``): the exact
 Theorem 4 split per layer on a small enumerated distribution, the spread E[r_+]/E[r_-], and unit variances.
@@ -34,13 +37,14 @@ import torch
 from dualnet_ssl.digits.data import augment, draw_augmentations, load_digits, split_indices
 from dualnet_ssl.digits.exact import empirical_distribution
 from dualnet_ssl.digits.metrics import few_shot_probe, knn_accuracy, layer_features, layer_names_of, unit_variances
+from dualnet_ssl.distributions import DiscreteAugmentedData, view_outputs
 from dualnet_ssl.errors import BadInput
 from dualnet_ssl.losses import infonce, infonce_loss, infonce_weights, simple, simple_loss, triplet, triplet_loss
 from dualnet_ssl.networks import BiasFreeMLP
 from dualnet_ssl.operators import residue
 from dualnet_ssl.runtime import one_intra_op_thread
 from dualnet_ssl.seeding import derive_seed, make_generator
-from dualnet_ssl.training import expected_pair_distances, view_outputs
+from dualnet_ssl.training import expected_pair_distances
 
 LOSSES = ("simp", "triplet", "infonce", "maincov", "maincov_clean")
 
@@ -152,11 +156,32 @@ class RunResult:
     across_share: list[list[float]] = field(default_factory=list)
     knn: dict = field(default_factory=dict)                       # {"init"|"final": [per feature layer]}
     probe: dict = field(default_factory=dict)
+    output_norm: list[float] = field(default_factory=list)        # normalised runs: E||f|| over the exact views
     final_loss: float = float("nan")
 
     def ratio(self, layer: int) -> list[float]:
         """||theta_l|| / ||2 OP_l w_l|| per record for weight layer index ``layer``."""
         return [t[layer] / m[layer] for t, m in zip(self.theta_norm, self.main_norm)]
+
+
+def mean_output_norm(net: BiasFreeMLP, data: DiscreteAugmentedData) -> float:
+    """E||f_L|| over the views of ``data``, weighted by their probabilities."""
+    with torch.no_grad():
+        norms = view_outputs(net, data).norm(dim=-1)                                # (N, M)
+        return float((data.sample_probs[:, None] * data.aug_probs * norms).sum())
+
+
+def unit_output_network(net: BiasFreeMLP, data: DiscreteAugmentedData) -> tuple[BiasFreeMLP, float]:
+    """A float64 copy of ``net`` with its last layer multiplied by c = 1 / E||f_L|| over ``data``'s views, and the
+    norm E||f_L|| of ``net``. A bias-free ReLU MLP is positively homogeneous, so the copy's output is c f_L: the same
+    directions, with mean norm 1, where r = 1/2 ||f - f'||^2 is about 1 - cos."""
+    copy_ = copy.deepcopy(net).double()
+    norm = mean_output_norm(copy_, data)
+    if not norm > 0:
+        raise BadInput(f"cannot rescale to unit output: mean output norm is {norm}")
+    with torch.no_grad():
+        copy_.weights[-1].mul_(1.0 / norm)
+    return copy_, norm
 
 
 class Tracker:
@@ -173,10 +198,20 @@ class Tracker:
         self.loss, self.n_negatives = exact_loss(spec)
 
     def record(self, net: BiasFreeMLP, step: int, result: RunResult) -> None:
-        exact_net = copy.deepcopy(net).double()
+        """The Theorem 4 split per layer, E[r_+]/E[r_-] and unit variances. Raw runs: at ``net`` itself. Normalised
+        runs: the split at ``unit_output_network`` (last layer rescaled to mean output norm 1 on the exact views) and
+        the spread of the normalised outputs; hidden units are unchanged by the rescale."""
+        if self.spec.normalise:
+            exact_net, norm = unit_output_network(net, self.exact)
+            result.output_norm.append(norm)
+        else:
+            exact_net = copy.deepcopy(net).double()
         splits = [residue(exact_net, name, self.exact, self.loss, self.n_negatives) for name in result.weight_layers]
         with torch.no_grad():
-            r_pos, r_neg = expected_pair_distances(self.views, view_outputs(exact_net, self.views))
+            outputs = view_outputs(exact_net, self.views)
+            if self.spec.normalise:
+                outputs = outputs / outputs.norm(dim=-1, keepdim=True)
+            r_pos, r_neg = expected_pair_distances(self.views, outputs)
         units = unit_variances(exact_net, self.views)
         result.steps.append(step)
         result.theta_norm.append([float(s.theta.norm()) for s in splits])
@@ -211,7 +246,7 @@ def train_run(spec: TrainSpec, progress=None) -> RunResult:
     with one_intra_op_thread():
         tracker.evaluate(net, "init", result)
         for step in range(spec.steps + 1):
-            if step % spec.record_every == 0 and not spec.normalise:
+            if step % spec.record_every == 0:
                 tracker.record(net, step, result)
             if step == spec.steps:
                 break
