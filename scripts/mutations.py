@@ -526,8 +526,8 @@ REGRESSION = [   # regression mode (reference/regression/)
     # declared.py: tight points, noise floor, layout reading, private anchors
     _m("regression-tight-scale-none", "regression/declared.py", "TIGHT_SCALE = 1e-3\n", "TIGHT_SCALE = 1.0\n",
        "tight points are the probe's own: margins never all active"),
-    _m("regression-tight-unit-no-direction", "regression/declared.py", "        g = 1.0 + s2 * g ",
-       "        g = s2 * g ", "tight unit rows without the common direction: the probe's cosines again"),
+    _m("regression-tight-unit-no-direction", "regression/declared.py", "g = cosines(1.0 + s2 * g)",
+       "g = cosines(s2 * g)", "tight unit rows without the common direction: the probe's cosines again"),
     _m("regression-noise-floor-1e6", "regression/declared.py",
        "    return tol.atol + tol.rtol * float(pairs.abs().max())\n",
        "    return tol.atol + 1e6 * tol.rtol * float(pairs.abs().max())\n",
@@ -597,7 +597,7 @@ REGRESSION = [   # regression mode (reference/regression/)
     _m("regression-declarations-reversed-range", "regression/declarations.py",
        "and 0 < float(pair[0]) <= float(pair[1])):", "and 0 < float(pair[0])):",
        "a reversed temperature range is accepted"),
-    _m("regression-declarations-anchor-weight-points", "regression/declarations.py",
+    _m("regression-declarations-anchor-weight-points", "regression/reference_losses.py",
        'return 1.0 / layout.anchors.numel() if reduction == "mean" else 1.0',
        'return 1.0 / layout.n_points if reduction == "mean" else 1.0', "a mean over points, not anchors"),
     # verdicts.py, batches.py, hints.py, report.py, loading.py

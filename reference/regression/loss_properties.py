@@ -8,6 +8,7 @@ from dualnet_ssl.regression.conventions import positive_total_signs, symmetry_no
 from dualnet_ssl.regression.declarations import LossAdapter
 from dualnet_ssl.regression.declared import anchor_rows, noise_floor, not_decidable
 from dualnet_ssl.regression.probe import Probe, recover_weights
+from dualnet_ssl.regression.reference_losses import gram_distances
 from dualnet_ssl.regression.shapes import WIDER, widened
 from dualnet_ssl.regression.signatures import INPUTS
 from dualnet_ssl.regression.verdicts import Verdict, compare, require_finite, working_dtype
@@ -105,16 +106,10 @@ def _imbalance(weights: torch.Tensor) -> tuple[float, float]:
     return float(upper.sum()), float(upper.abs().sum())
 
 
-def _distances(probe: Probe) -> torch.Tensor:
-    """r_ij of the probe's points from their Gram matrix (1 - cos on unit rows)."""
-    d = torch.diagonal(probe.gram)
-    return ((d[:, None] + d[None, :]) / 2 - probe.gram).clamp_min(0.0)
-
-
 def _imbalance_hint(weights: torch.Tensor, probe: Probe, pos: float, neg: float, tol: Tolerance) -> str:
     """The cause class the weights point to: balance in the distance sqrt(2r) (a non-linear function of r), else
     the side that outweighs the other."""
-    in_distance, scale = _imbalance(weights * (2 * _distances(probe)).sqrt())
+    in_distance, scale = _imbalance(weights * (2 * gram_distances(probe.gram).clamp_min(0.0)).sqrt())
     if abs(in_distance) <= tol.atol + tol.rtol * scale:
         return ("; the weights balance in the distance d = ||z_i - z_j|| = sqrt(2r) (sum of dL/dd = "
                 f"{in_distance:.1e}) but not in r: the loss is a non-linear function of r (e.g. a triplet or margin "

@@ -36,6 +36,7 @@ from dualnet_ssl.regression.declarations import LossAdapter
 from dualnet_ssl.regression.hints import NOT_CHECKED_IN
 from dualnet_ssl.regression.probe import (PairWeights, Probe, _routed_pairs, make_probe, pair_gradients,
                                           recover_weights)
+from dualnet_ssl.regression.reference_losses import gram_distances
 from dualnet_ssl.regression.signatures import all_but_one
 from dualnet_ssl.regression.verdicts import Verdict
 from dualnet_ssl.seeding import derive_seed, make_generator
@@ -117,15 +118,6 @@ def _extremes(adapter: LossAdapter, probe: Probe) -> dict[str, Probe]:
     if getattr(adapter, "unit_inputs", False):
         found = {k: nn.functional.normalize(z, dim=1) for k, z in found.items()}
     return {k: Probe(probe.layout, z @ z.T, probe.dim, probe.seed) for k, z in found.items()}
-
-
-def _seen_distances(adapter: LossAdapter, gram: torch.Tensor) -> torch.Tensor:
-    """r_ij as the loss sees it: 1/2 ||z_i - z_j||^2, or 1 - cos for a loss on unit rows."""
-    if getattr(adapter, "on_unit_rows", adapter.normalises):
-        d = torch.diagonal(gram).sqrt()
-        return 1.0 - gram / (d[:, None] * d[None, :])
-    d = torch.diagonal(gram)
-    return (d[:, None] + d[None, :]) / 2 - gram
 
 
 LARGE_PROBE = 128
@@ -211,7 +203,7 @@ def _read(adapter: LossAdapter, probe: Probe, tau: float | None, where: str) -> 
             if not bool(torch.isfinite(t).all()):
                 return Reading(tau, where, math.inf, 0.0, f"{dtype} {quantity}", False)
     tol = tolerance(torch.float32, "float32_accuracy")
-    terms = float(torch.triu(exact.pairs.abs() * _seen_distances(adapter, probe.gram), diagonal=1).sum())
+    terms = float(torch.triu(exact.pairs.abs() * gram_distances(probe.gram, bool(adapter.on_unit_rows)), diagonal=1).sum())
     worst = None
     for quantity, get in (("value", lambda w: w.value), ("pair weights", lambda w: w.pairs)):
         s, r, e, i = (get(w).double() for w in (single, rounded, exact, ideal))

@@ -14,8 +14,9 @@ import torch
 from dualnet_ssl.errors import NotApplicable
 from dualnet_ssl.losses import infonce_weights, pair_distance
 from dualnet_ssl.regression.batches import batch_sizes
-from dualnet_ssl.regression.declarations import Layout, LossAdapter, anchor_distances, anchor_weight, reduce_anchors
+from dualnet_ssl.regression.declarations import Layout, LossAdapter
 from dualnet_ssl.regression.probe import Probe, assemble_pair_weights, recover_weights
+from dualnet_ssl.regression.reference_losses import anchor_distances, anchor_weight, reduce_anchors
 from dualnet_ssl.regression.shapes import BATCH, POSITIVES, WIDTH, Variant, counts_text, other_batches, variants
 from dualnet_ssl.regression.verdicts import Verdict, compare
 
