@@ -11,9 +11,10 @@ an --ssl-* option is given) and ``report`` (the JSON report). ``builtin`` and ``
 """
 from dualnet_ssl.regression import conventions, signatures, twin
 from dualnet_ssl.regression.builtin import reference_mlp, reference_nt_xent, reference_simple, reference_triplet
-from dualnet_ssl.regression.batches import batch_sizes, first_call
 from dualnet_ssl.regression.declarations import (DECLARATION_FIELDS, Layout, LossAdapter, NetAdapter, per_anchor,
                                                  two_view)
+from dualnet_ssl.regression.engine import first_call
+from dualnet_ssl.regression.geometry import batch_sizes, make_probe
 from dualnet_ssl.regression.loading import LossSubject, NetSubject, builtin_loss, load_loss, load_net
 from dualnet_ssl.regression.precision import TAU_GRID, check_float32
 from dualnet_ssl.regression.network_properties import COVARIANCE_PROPERTY, check_covariance_form
@@ -21,7 +22,7 @@ from dualnet_ssl.regression.peers import (LIGHTLY_HINT, PEERS_HINT, info_nce, li
                                           pml_triplet)
 from dualnet_ssl.regression.properties import LOSS_PROPERTIES, NET_PROPERTIES, REGISTRY, check_loss, check_network
 from dualnet_ssl.regression.reference_losses import anchor_distances, anchor_weight
-from dualnet_ssl.regression.probe import (assemble_pair_weights, flow_from_point_gradients, make_probe,
+from dualnet_ssl.regression.probe import (assemble_pair_weights, flow_from_point_gradients,
                                           pair_weights_from_gram_gradient, recover_weights)
 from dualnet_ssl.regression.signatures import FORMS
 from dualnet_ssl.regression.twin import bias_free_twin, class_distance

@@ -210,21 +210,6 @@ class LossAdapter:
                                self.detached_negatives, self.transposed_bank)
         return label_layout(self.form, n_samples, self.n_views, self.per_class, self.symmetric, self.gradient_to)
 
-    def evaluate(self, z: torch.Tensor, layout: Layout) -> torch.Tensor:
-        """The loss on stacked points: a scalar, or (A,) per-anchor values when ``reduction="none"``."""
-        value = self.fn(*layout.split(z))
-        if self.output == "logits":
-            value = _cross_entropy(value, self.reduction, self.name)
-        if not isinstance(value, torch.Tensor):
-            raise BadInput(f"loss '{self.name}' returned {type(value).__name__}, expected a tensor")
-        expected = (layout.anchors.numel(),) if self.reduction == "none" else ()
-        if value.numel() == 1 and not expected:
-            return value.reshape(())
-        if tuple(value.shape) != expected:
-            raise BadInput(f"loss '{self.name}' returned shape {tuple(value.shape)}; its declaration "
-                           f"reduction={self.reduction!r} means shape {expected}")
-        return value
-
     def describe(self) -> str:
         if self.form == "two_view":
             shape = (f"two-view, {'symmetric' if self.symmetric else 'one-directional'}, "
@@ -244,16 +229,6 @@ class LossAdapter:
         ref = f", declared {self.reference}(tau={self.temperature:g})" if self.reference else ""
         ref += f" x {self.scale:g}" if self.scale is not None else ""
         return f"{shape}, reduction={self.reduction}, normalises={bool(self.normalised_inputs)}{rows}{routing}{ref}"
-
-
-def _cross_entropy(returned, reduction: str, name: str) -> torch.Tensor:
-    """``output="logits"``: the loss is cross_entropy(logits, labels) of what the function returns."""
-    if not (isinstance(returned, (tuple, list)) and len(returned) == 2
-            and all(isinstance(t, torch.Tensor) for t in returned)):
-        raise BadInput(f"loss '{name}' is declared output='logits' but returned {type(returned).__name__}; "
-                       "expected a (logits, labels) pair of tensors")
-    logits, labels = returned
-    return nn.functional.cross_entropy(logits, labels.long(), reduction=reduction)
 
 
 DECLARATION_FIELDS = tuple(f.name for f in dataclasses.fields(LossAdapter) if f.name not in ("fn", "name"))

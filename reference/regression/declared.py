@@ -19,7 +19,8 @@ import torch
 
 from dualnet_ssl.errors import NotApplicable
 from dualnet_ssl.regression.declarations import LossAdapter
-from dualnet_ssl.regression.probe import Probe, recover_weights
+from dualnet_ssl.regression.geometry import Probe
+from dualnet_ssl.regression.probe import recover_weights
 from dualnet_ssl.regression.reference_losses import cosines
 from dualnet_ssl.regression.verdicts import Verdict, require_finite, working_dtype
 from dualnet_ssl.tolerances import tolerance

@@ -7,7 +7,9 @@ import torch
 from dualnet_ssl.regression.conventions import positive_total_signs, symmetry_not_applicable
 from dualnet_ssl.regression.declarations import LossAdapter
 from dualnet_ssl.regression.declared import anchor_rows, noise_floor, not_decidable
-from dualnet_ssl.regression.probe import Probe, recover_weights
+from dualnet_ssl.regression.engine import evaluate
+from dualnet_ssl.regression.geometry import Probe
+from dualnet_ssl.regression.probe import recover_weights
 from dualnet_ssl.regression.reference_losses import gram_distances
 from dualnet_ssl.regression.shapes import WIDER, widened
 from dualnet_ssl.regression.signatures import INPUTS
@@ -30,8 +32,8 @@ def rotation_invariance(adapter: LossAdapter, probe: Probe) -> Verdict:
     z = probe.points()
     g = make_generator(derive_seed(probe.seed, "rotation"))
     rotation, _ = torch.linalg.qr(torch.randn(probe.dim, probe.dim, generator=g, dtype=z.dtype))
-    unchanged = adapter.evaluate(z, probe.layout)
-    v = compare(adapter.evaluate(z @ rotation, probe.layout), unchanged,
+    unchanged = evaluate(adapter, z, probe.layout)
+    v = compare(evaluate(adapter, z @ rotation, probe.layout), unchanged,
                 what="loss after a random rotation of every point vs before", kind="exact")
     if not v.ok:
         return Verdict(False, v.measured, v.tolerance, v.message + (
@@ -40,7 +42,7 @@ def rotation_invariance(adapter: LossAdapter, probe: Probe) -> Verdict:
     if adapter.dim is not None:
         return v
     width = WIDER * probe.dim
-    w = compare(adapter.evaluate(widened(z, width, probe.seed), probe.layout), unchanged, kind="exact",
+    w = compare(evaluate(adapter, widened(z, width, probe.seed), probe.layout), unchanged, kind="exact",
                 what=f"loss with the same points embedded in {width} dimensions vs in {probe.dim}")
     if w.ok:
         return Verdict(True, max(v.measured, w.measured), v.tolerance, f"{v.message}; {w.message}")
@@ -58,7 +60,7 @@ def pairwise_structure(adapter: LossAdapter, probe: Probe) -> Verdict:
     g = make_generator(derive_seed(probe.seed, "pairwise structure"))
     if not adapter.normalises:
         moved = z + torch.randn(z.shape[1], generator=g, dtype=z.dtype)
-        v = compare(adapter.evaluate(moved, probe.layout), adapter.evaluate(z, probe.layout),
+        v = compare(evaluate(adapter, moved, probe.layout), evaluate(adapter, z, probe.layout),
                     what="loss after translating every point by one vector vs before", kind="exact")
         hint = ("; the loss is not a function of pairwise distances; if it normalises its inputs, declare "
                 "normalises=True (then r = 1 - cos)")
@@ -66,14 +68,14 @@ def pairwise_structure(adapter: LossAdapter, probe: Probe) -> Verdict:
     # powers of two: the rescaling is exact, so a normalising loss returns the same bits; only the rows of the
     # inputs the loss normalises are rescaled (those declared unit_inputs arrive unit and stay so), one input at a time
     factors = 2.0 ** torch.randint(-2, 3, (z.shape[0], 1), generator=g).to(z.dtype)
-    unchanged = adapter.evaluate(z, probe.layout)
+    unchanged = evaluate(adapter, z, probe.layout)
     inputs = probe.layout.input_points()
     verdicts = []
     for name in adapter.normalised_inputs:
         rows = torch.zeros(z.shape[0], 1, dtype=torch.bool)
         rows[inputs[name]] = True
         moved = torch.where(rows, z * factors, z)
-        verdicts.append((name, compare(adapter.evaluate(moved, probe.layout), unchanged, kind="exact",
+        verdicts.append((name, compare(evaluate(adapter, moved, probe.layout), unchanged, kind="exact",
                                        what=f"loss after rescaling each row of {name} by a power of two vs before")))
     name, v = max(verdicts, key=lambda nv: (not nv[1].ok, nv[1].measured or 0.0))
     if v.ok:
@@ -92,7 +94,7 @@ def gradient_symmetry(adapter: LossAdapter, probe: Probe) -> Verdict:
     if symmetry_not_applicable(adapter, probe):
         raise NotApplicable(symmetry_not_applicable(adapter, probe))
     z = probe.points().requires_grad_(True)
-    value = adapter.evaluate(z, probe.layout)
+    value = evaluate(adapter, z, probe.layout)
     (grad,) = torch.autograd.grad(value.sum(), z)
     moment = z.detach().T @ grad
     v = compare(moment, moment.T, what="Z^T dL/dZ vs its transpose", kind="gradient", also=(value,))

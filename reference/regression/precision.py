@@ -33,8 +33,9 @@ from torch import nn
 from dualnet_ssl.errors import NotApplicable
 from dualnet_ssl.regression.batches import probes
 from dualnet_ssl.regression.declarations import LossAdapter
-from dualnet_ssl.regression.hints import NOT_CHECKED_IN
-from dualnet_ssl.regression.probe import (PairWeights, Probe, _routed_pairs, make_probe, pair_gradients,
+from dualnet_ssl.regression.engine import NOT_CHECKED_IN, Rebuild, evaluate, with_inputs
+from dualnet_ssl.regression.geometry import Probe, make_probe
+from dualnet_ssl.regression.probe import (PairWeights, _routed_pairs, pair_gradients,
                                           recover_weights)
 from dualnet_ssl.regression.reference_losses import gram_distances
 from dualnet_ssl.regression.signatures import all_but_one
@@ -81,15 +82,11 @@ class _PerturbGradient(torch.autograd.Function):
 def _in(adapter: LossAdapter, dtype: torch.dtype, noise: tuple | None = None) -> LossAdapter:
     """The loss fed its floating inputs rounded to float32, then cast to ``dtype`` (inside the autograd graph);
     with ``noise`` (one tensor per argument), that perturbation is added to the gradient it returns."""
-    fn = adapter.fn
-
     def cast(a, k):
-        if not (torch.is_tensor(a) and a.is_floating_point()):
-            return a
         a = a.float().to(dtype)
         return _PerturbGradient.apply(a, noise[k]) if noise is not None else a
 
-    return dataclasses.replace(adapter, fn=lambda *args: fn(*(cast(a, k) for k, a in enumerate(args))))
+    return with_inputs(adapter, cast)
 
 
 def _summation_noise(probe: Probe, weights: torch.Tensor) -> tuple:
@@ -157,7 +154,7 @@ def _weights(adapters: list[LossAdapter], probe: Probe, cache: dict | None = Non
     values, grads = [], []
     for adapter in adapters:
         z = probe.points().detach().clone().requires_grad_(True)
-        value = adapter.evaluate(z, probe.layout)
+        value = evaluate(adapter, z, probe.layout)
         (grad,) = torch.autograd.grad(value.sum(), z, allow_unused=True) if value.requires_grad else (None,)
         values.append(value.detach())
         grads.append(torch.zeros_like(z) if grad is None else grad)
@@ -361,12 +358,12 @@ def finding_text(finding: dict) -> str:
             f"{finding['cause_text']}")
 
 
-def check_float32(subject, seed: int) -> Verdict:
+def check_float32(adapter: LossAdapter, rebuild: Rebuild, seed: int) -> Verdict:
     """The property ``stability_float32`` (docs/REGRESSION.md, "float32 accuracy"): float32 value and pair weights
     accurate and finite at the declared tau (every probe batch size; nearly aligned, spread, inverted points), or at
-    every tau of a declared range ``temperatures``. Below them it is a finding (smallest safe tau and cause, in the
-    verdict's ``details``), a failure only with ``strict_float32``."""
-    adapter = subject.build()
+    every tau of a declared range ``temperatures``, where ``rebuild`` (``engine.Rebuild``) makes the loss at another
+    tau. Below them it is a finding (smallest safe tau and cause, in the verdict's ``details``), a failure only with
+    ``strict_float32``."""
     if getattr(adapter, "dtype", None):
         raise NotApplicable(f"declared dtype='{adapter.dtype}': the loss accepts one dtype only, so "
                             f"{NOT_CHECKED_IN[adapter.dtype]}")
@@ -376,11 +373,11 @@ def check_float32(subject, seed: int) -> Verdict:
                                                for p in sized[1:]]
     for tau in verdict_temperatures(adapter):
         if tau is not None and tau != declared:
-            rebuilt = subject.at_temperature(tau)
+            rebuilt = rebuild(tau)
             here += _at(rebuilt, make_probe(rebuilt, derive_seed(seed, f"tau {tau:g}")), tau)
     below = []
     for tau in grid_below(adapter, sized[0].layout.n_points):
-        rebuilt = subject.at_temperature(tau)
+        rebuilt = rebuild(tau)
         below.append((tau, _at(rebuilt, make_probe(rebuilt, derive_seed(seed, f"tau {tau:g}")), tau, True)))
     lowest = min((t for t in verdict_temperatures(adapter) if t is not None), default=None)
     strict = bool(getattr(adapter, "strict_float32", False))
