@@ -2,11 +2,13 @@
 
 Modules, in the direction data flows:
 ``properties`` (the registry: one record per property, the only list of them); ``declarations`` (what a
-loss takes and which pairs it weighs) -> ``loading`` (``pkg.mod:factory`` specs)
--> ``probe`` (points from a Gram matrix; pair weights by autograd) -> ``loss_properties`` and
+loss takes and which pairs it weighs) -> ``loading`` (``pkg.mod:factory`` specs) -> ``engine`` (the one module
+that calls the user's loss: ``evaluate``, the first call, a declared dtype, the rebuild at another temperature;
+``distributed`` runs it in W processes) on ``geometry``'s points (a Gram matrix, the probe batch sizes)
+-> ``probe`` (pair weights by autograd; ``reference_losses``: the references' arithmetic) -> ``loss_properties`` and
 ``network_properties`` (one ``CheckResult`` per property, via ``verdicts``; ``batches`` runs them at every
 probe batch size, ``precision`` holds float32 to float64, ``declared`` checks the declaration against the
-weights, ``hints`` adds the routing and usage-error hints) -> ``plugin`` (pytest items; loaded by the entry point ``dualnet_ssl.pytest_plugin`` only when
+weights, ``hints`` adds the routing hint) -> ``plugin`` (pytest items; loaded by the entry point ``dualnet_ssl.pytest_plugin`` only when
 an --ssl-* option is given) and ``report`` (the JSON report). ``builtin`` and ``peers`` hold ready declarations.
 """
 from dualnet_ssl.regression import conventions, signatures, twin

@@ -41,7 +41,7 @@ or the loss itself (gradient reaching a point declared detached is then a bug, n
 
 @dataclass(frozen=True)
 class LossAdapter:
-    """A black-box loss and its declaration (see the module docstring)."""
+    """A black-box loss and its declaration (see the module docstring); ``engine`` is what calls it."""
 
     fn: Callable[..., torch.Tensor]
     form: str = "two_view"

@@ -1,4 +1,5 @@
-"""The probe: points given by a Gram matrix, and a loss's pair weights read off by autograd (docs/THEORY.md §5a).
+"""The probe: a loss's pair weights read off by autograd at points given by a Gram matrix (``geometry``;
+docs/THEORY.md §5a).
 
 Choose an SPD Gram matrix G of the n points a loss call needs, embed them as ``Z = cholesky(G)`` padded with
 zero columns to ``D >= n``, evaluate the loss and take autograd with respect to G. Because
