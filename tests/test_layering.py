@@ -69,7 +69,8 @@ def test_the_checker_sees_imports():
 
 
 REGRESSION = ROOT / "reference" / "regression"
-CALLS_USER_CODE = {"engine.py": "the one door to a declared loss", "distributed.py": "the multi-process engine's worker",
+CALLS_USER_CODE = {"engine.py": "the one door to a declared loss",
+                   "distributed.py": "the multi-process engine's worker",
                    "noncontrastive.py": "its own declaration type, NonContrastiveLoss"}
 
 

@@ -8,8 +8,9 @@ that calls the user's loss: ``evaluate``, the first call, a declared dtype, the 
 -> ``probe`` (pair weights by autograd; ``reference_losses``: the references' arithmetic) -> ``loss_properties`` and
 ``network_properties`` (one ``CheckResult`` per property, via ``verdicts``; ``batches`` runs them at every
 probe batch size, ``precision`` holds float32 to float64, ``declared`` checks the declaration against the
-weights, ``hints`` adds the routing hint) -> ``plugin`` (pytest items; loaded by the entry point ``dualnet_ssl.pytest_plugin`` only when
-an --ssl-* option is given) and ``report`` (the JSON report). ``builtin`` and ``peers`` hold ready declarations.
+weights, ``hints`` adds the routing hint) -> ``plugin`` (pytest items; loaded by the entry point
+``dualnet_ssl.pytest_plugin`` only when an --ssl-* option is given) and ``report`` (the JSON report). ``builtin``
+and ``peers`` hold ready declarations.
 """
 from dualnet_ssl.regression import conventions, signatures, twin
 from dualnet_ssl.regression.builtin import reference_mlp, reference_nt_xent, reference_simple, reference_triplet

@@ -1,4 +1,4 @@
-"""Several probe batch sizes: every property that holds at one size is run at each (sizes in ``geometry``).
+"""Several probe batch sizes: a property is run at each, and the worst size is reported.
 
 A loss can be right at the probe's small batch and wrong at a large one: a chunked computation whose later
 chunks mask the wrong column, a cap on the number of negatives. So the value, weight and balance properties
@@ -19,7 +19,6 @@ from dualnet_ssl.regression.engine import evaluate
 from dualnet_ssl.regression.geometry import Probe, batch_sizes, make_probe
 from dualnet_ssl.regression.verdicts import Verdict, require_finite
 from dualnet_ssl.seeding import derive_seed
-
 
 
 def probes(adapter: LossAdapter, seed: int) -> list[Probe]:

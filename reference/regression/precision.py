@@ -200,7 +200,8 @@ def _read(adapter: LossAdapter, probe: Probe, tau: float | None, where: str) -> 
             if not bool(torch.isfinite(t).all()):
                 return Reading(tau, where, math.inf, 0.0, f"{dtype} {quantity}", False)
     tol = tolerance(torch.float32, "float32_accuracy")
-    terms = float(torch.triu(exact.pairs.abs() * gram_distances(probe.gram, bool(adapter.on_unit_rows)), diagonal=1).sum())
+    seen = gram_distances(probe.gram, bool(adapter.on_unit_rows))   # r as the loss sees it
+    terms = float(torch.triu(exact.pairs.abs() * seen, diagonal=1).sum())
     worst = None
     for quantity, get in (("value", lambda w: w.value), ("pair weights", lambda w: w.pairs)):
         s, r, e, i = (get(w).double() for w in (single, rounded, exact, ideal))
