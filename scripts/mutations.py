@@ -84,6 +84,14 @@ gave regression 85/85 killed by ``pytest theorems/`` alone (the 3 equivalents ra
 networks-tree-interleaved and digits-spread-inverted killed, and hltm-recovery-wrong-level surviving on that tree;
 the rejection test added next (test_hltm_checkers_reject.py::test_recovery_reads_its_gain_at_the_root) kills it
 (checked with the mutation applied by hand).
+
+Issue 14, item 2 (one door to user code) moved six snippets: regression-first-call-no-float32 and the three
+regression-hints-* entries of the first call's hint and the declared dtype to regression/engine.py (ids kept),
+regression-declarations-anchor-weight-points to regression/reference_losses.py, and
+regression-tight-unit-no-direction to its new line in declared.py. With the five entries whose code around them
+changed (float32-no-rounding, float32-summation-eps64, batches-no-finite-gate, hints-routing-never,
+hints-dark-detached): ``mutation_score.py -k <those 11> --worktree --first theorems/test_regression_faults.py,...``
+killed 11/11 by ``pytest theorems/`` alone.
 """
 from __future__ import annotations
 
