@@ -84,6 +84,14 @@ gave regression 85/85 killed by ``pytest theorems/`` alone (the 3 equivalents ra
 networks-tree-interleaved and digits-spread-inverted killed, and hltm-recovery-wrong-level surviving on that tree;
 the rejection test added next (test_hltm_checkers_reject.py::test_recovery_reads_its_gain_at_the_root) kills it
 (checked with the mutation applied by hand).
+
+Issue 14, item 2 (one door to user code) moved six snippets: regression-first-call-no-float32 and the three
+regression-hints-* entries of the first call's hint and the declared dtype to regression/engine.py (ids kept),
+regression-declarations-anchor-weight-points to regression/reference_losses.py, and
+regression-tight-unit-no-direction to its new line in declared.py. With the five entries whose code around them
+changed (float32-no-rounding, float32-summation-eps64, batches-no-finite-gate, hints-routing-never,
+hints-dark-detached): ``mutation_score.py -k <those 11> --worktree --first theorems/test_regression_faults.py,...``
+killed 11/11 by ``pytest theorems/`` alone.
 """
 from __future__ import annotations
 
@@ -533,8 +541,8 @@ REGRESSION = [   # regression mode (reference/regression/)
     # declared.py: tight points, noise floor, layout reading, private anchors
     _m("regression-tight-scale-none", "regression/declared.py", "TIGHT_SCALE = 1e-3\n", "TIGHT_SCALE = 1.0\n",
        "tight points are the probe's own: margins never all active"),
-    _m("regression-tight-unit-no-direction", "regression/declared.py", "        g = 1.0 + s2 * g ",
-       "        g = s2 * g ", "tight unit rows without the common direction: the probe's cosines again"),
+    _m("regression-tight-unit-no-direction", "regression/declared.py", "g = cosines(1.0 + s2 * g)",
+       "g = cosines(s2 * g)", "tight unit rows without the common direction: the probe's cosines again"),
     _m("regression-noise-floor-1e6", "regression/declared.py",
        "    return tol.atol + tol.rtol * float(pairs.abs().max())\n",
        "    return tol.atol + 1e6 * tol.rtol * float(pairs.abs().max())\n",
@@ -593,7 +601,7 @@ REGRESSION = [   # regression mode (reference/regression/)
     _m("regression-signatures-labels-sorted", "regression/signatures.py",
        "sample_class = classes - 1 - torch.arange(n) % classes", "sample_class = torch.arange(n) % classes",
        "labels 0..C-1 in order: a loss that uses positions as labels passes"),
-    # declarations.py
+    # declarations.py, reference_losses.py
     _m("regression-declarations-positive-count", "regression/declarations.py",
        "return self.n_views * self.per_class - 1 if self.form in LABEL_FORMS else 1",
        "return self.n_views * self.per_class if self.form in LABEL_FORMS else 1",
@@ -604,23 +612,23 @@ REGRESSION = [   # regression mode (reference/regression/)
     _m("regression-declarations-reversed-range", "regression/declarations.py",
        "and 0 < float(pair[0]) <= float(pair[1])):", "and 0 < float(pair[0])):",
        "a reversed temperature range is accepted"),
-    _m("regression-declarations-anchor-weight-points", "regression/declarations.py",
+    _m("regression-declarations-anchor-weight-points", "regression/reference_losses.py",
        'return 1.0 / layout.anchors.numel() if reduction == "mean" else 1.0',
        'return 1.0 / layout.n_points if reduction == "mean" else 1.0', "a mean over points, not anchors"),
-    # verdicts.py, batches.py, hints.py, report.py, loading.py
+    # verdicts.py, batches.py, engine.py (the first call, its hint, the declared dtype), hints.py, report.py, loading.py
     _m("regression-compare-ignores-also", "regression/verdicts.py",
        "tol = tolerance(working_dtype(actual, expected, *also), kind)", "tol = tolerance(working_dtype(actual, expected), kind)",
        "a float32 loss's gradient held to float64 tolerances"),
     _m("regression-batches-no-finite-gate", "regression/batches.py", "        _require_finite_loss(adapter, probe)\n",
        "", "NaN in the gradient is not refused before every property"),
-    _m("regression-first-call-no-float32", "regression/batches.py",
+    _m("regression-first-call-no-float32", "regression/engine.py",
        "batch_sizes(adapter) if dtype == torch.float64 else batch_sizes(adapter)[:1]",
        "batch_sizes(adapter) if dtype == torch.float64 else batch_sizes(adapter)[:0]",
        "the first call never tries float32: a float64-only loss is no usage error"),
-    _m("regression-hints-batch-size-always", "regression/hints.py",
+    _m("regression-hints-batch-size-always", "regression/engine.py",
        'if kind == "shape" and not getattr(adapter, "batch_size", None):', 'if not getattr(adapter, "batch_size", None):',
        "every first-call error suggests batch_size (a dtype error too)"),
-    _m("regression-hints-other-dtype-swapped", "regression/hints.py",
+    _m("regression-hints-other-dtype-swapped", "regression/engine.py",
        'other = "float32" if here == "float64" else "float64"', 'other = "float64" if here == "float64" else "float32"',
        "the dtype hint names the dtype that fails"),
     _m("regression-hints-routing-never", "regression/hints.py",
@@ -630,9 +638,9 @@ REGRESSION = [   # regression mode (reference/regression/)
        "return probe.layout.live & (norms <= tol.atol + tol.rtol * float(norms.max()))",
        "return ~probe.layout.live & (norms <= tol.atol + tol.rtol * float(norms.max()))",
        "points without gradient looked for among the detached ones"),
-    _m("regression-hints-declared-dtype-ignored", "regression/hints.py",
-       "        return a.to(dtype) if torch.is_tensor(a) and a.is_floating_point() else a\n",
-       "        return a\n", "a declared dtype is not respected"),
+    _m("regression-hints-declared-dtype-ignored", "regression/engine.py",
+       "return with_inputs(adapter, lambda a, k: a.to(dtype))", "return with_inputs(adapter, lambda a, k: a)",
+       "a declared dtype is not respected"),
     _m("regression-report-properties-records", "regression/report.py", 'return {"properties": len(by_property),',
        'return {"properties": len(records),', "the property summary counts records"),
     _m("regression-report-pass-masks-fail", "regression/report.py",

@@ -3,7 +3,9 @@
 - theorems/ never imports tests/ (``pytest theorems/`` stands alone; tests may use theorems' helpers);
 - the core modules, reference/*.py, never import the subpackages dualnet_ssl.regression, dualnet_ssl.hltm or
   dualnet_ssl.digits (those build on the core, not the other way round). The one exception is the pytest entry
-  point, reference/pytest_plugin.py, whose job is to import dualnet_ssl.regression.plugin lazily.
+  point, reference/pytest_plugin.py, whose job is to import dualnet_ssl.regression.plugin lazily;
+- in reference/regression/, only engine.py calls a declared loss's ``.fn(`` (the distributed worker and the
+  non-contrastive wing, with its own declaration type, excepted).
 """
 import ast
 from pathlib import Path
@@ -64,3 +66,43 @@ def test_the_checker_sees_imports():
     assert "dualnet_ssl.regression.plugin" in imported_names(ROOT / "reference" / ENTRY_POINT)
     assert "dualnet_ssl.regression" in imported_names(ROOT / "theorems" / "test_regression.py")
     assert len(CORE) >= 10, CORE
+
+
+REGRESSION = ROOT / "reference" / "regression"
+CALLS_USER_CODE = {"engine.py": "the one door to a declared loss",
+                   "distributed.py": "the multi-process engine's worker",
+                   "noncontrastive.py": "its own declaration type, NonContrastiveLoss"}
+
+
+def fn_calls(path: Path) -> list[int]:
+    """The lines of ``path`` that call a declaration's ``.fn(...)`` (a Call whose func is an Attribute named fn)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    return sorted(node.lineno for node in ast.walk(tree)
+                  if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "fn")
+
+
+@pytest.mark.parametrize("path", sorted(REGRESSION.glob("*.py")), ids=lambda p: p.name)
+def test_only_the_engine_calls_the_users_loss(path):
+    """One door to user code (issue 14): in reference/regression/, only engine.py calls a declared loss's ``fn``
+    (besides the distributed worker and the non-contrastive wing, CALLS_USER_CODE); the rest goes through
+    ``engine.evaluate`` and its neighbours."""
+    if path.name in CALLS_USER_CODE:
+        return
+    lines = fn_calls(path)
+    assert not lines, (f"{path.relative_to(ROOT)} calls .fn( at lines {lines}: call the loss through "
+                       "dualnet_ssl.regression.engine (evaluate, with_inputs, first_call)")
+
+
+def test_the_door_checker_sees_calls():
+    """Not vacuous: the checker finds the engine's own call, and every exempt module still exists."""
+    assert fn_calls(REGRESSION / "engine.py")
+    assert all((REGRESSION / name).exists() for name in CALLS_USER_CODE)
+
+
+def test_the_engine_imports_no_module_that_imports_it():
+    """The engine sits below its callers: no module it imports (of reference/regression/) imports it back."""
+    engine = "dualnet_ssl.regression.engine"
+    below = {n for n in imported_names(REGRESSION / "engine.py") if _within(n, "dualnet_ssl.regression")}
+    back = sorted(p.name for p in REGRESSION.glob("*.py")
+                  if f"dualnet_ssl.regression.{p.stem}" in below and engine in imported_names(p))
+    assert below and not back, f"engine.py imports {back}, which import it back"

@@ -16,7 +16,7 @@ from dualnet_ssl import regression
 from dualnet_ssl.errors import BadInput
 from dualnet_ssl.regression import declared, precision, report, shapes
 from dualnet_ssl.regression.noncontrastive import check_reference, non_contrastive
-from dualnet_ssl.regression.probe import make_probe
+from dualnet_ssl.regression.geometry import make_probe
 from dualnet_ssl.regression.signatures import unequal_classes_layout
 from dualnet_ssl.results import CheckResult
 from theorems.regression_mutants import mutant, nt_xent, one_directional

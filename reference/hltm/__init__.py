@@ -12,7 +12,7 @@
 Every public name is re-exported here: ``from dualnet_ssl import hltm; hltm.X``.
 """
 from dualnet_ssl.errors import BadInput, IdentityViolation
-from dualnet_ssl.hltm.checks import (OperatorStep, check_belief_propagation, check_ceilings, check_exact_operator,
+from dualnet_ssl.hltm.checks import (check_belief_propagation, check_ceilings, check_exact_operator,
                                      check_feature_correlations, check_tree_wiring, joint_unit_correlations,
                                      root_selectivity)
 from dualnet_ssl.hltm.lower_layers import (ConstantGatesAbove, LayerAlignment, check_alignment_above,

@@ -8,8 +8,6 @@ construction; its docstring says which.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 
 from dualnet_ssl.checks import assert_psd
@@ -126,18 +124,6 @@ def check_ceilings(model: HLTM, data: EvalSet, *, context: str = "") -> None:
         assert_identity(attained, ceilings[level], what=f"corr(E[z|x], z) = ceiling at level {level}", context=where)
 
 
-@dataclass(frozen=True)
-class OperatorStep:
-    """What one exact step w <- w + alpha * 2 OP w (gating frozen) did to layer ``name``."""
-
-    name: str
-    rank: int
-    n_out: int
-    top_eigenvalue: float
-    top_growth: float          # factor on the selectivity along G's top eigenvector: 1 + 2 alpha lambda_max(OP)
-    units_raised: float        # fraction of root units whose |selectivity to z0| rose
-
-
 def root_selectivity(net: TreeMirrorNet, data: EvalSet, gates=None) -> torch.Tensor:
     """S = E[f | z0 = 1] - E[f | z0 = 0] for the root units (the output), (hid,)."""
     p = next(net.parameters())
@@ -145,7 +131,7 @@ def root_selectivity(net: TreeMirrorNet, data: EvalSet, gates=None) -> torch.Ten
     return selectivity(out[:, None, :].cpu(), data.posterior[0], data.weights)[0]
 
 
-def check_exact_operator(net: TreeMirrorNet, model: HLTM, *, alpha: float, context: str = "") -> list:
+def check_exact_operator(net: TreeMirrorNet, model: HLTM, *, alpha: float, context: str = "") -> None:
     """The covariance operator on the HLTM, every layer, by enumeration in float64 (docs/THEORY.md §6, §8).
 
     Evidence (two independent routes each): OP (operator_dense on p(x | z0) from belief propagation)
@@ -154,7 +140,7 @@ def check_exact_operator(net: TreeMirrorNet, model: HLTM, *, alpha: float, conte
     w <- w + alpha 2 OP w with the structured product and gating frozen gives S' = (I + alpha/2 G) S,
     G = Delta^T Delta (power iteration on the selectivity); at the top layer G = ||d||^2 I.
     Sanity only (true by construction once the above hold): OP symmetric, PSD, rank <= n_L,
-    w^T OP w = ||S||^2 / 4, non-zero spectrum of OP = spectrum of G / 4. Returns one ``OperatorStep`` per layer.
+    w^T OP w = ||S||^2 / 4, non-zero spectrum of OP = spectrum of G / 4.
     """
     __tracebackhide__ = True
     data = enumerate_leaves(model)
@@ -162,7 +148,6 @@ def check_exact_operator(net: TreeMirrorNet, model: HLTM, *, alpha: float, conte
     p_joint = brute_force_leaf_tables(model)[0]
     gates = net.gates(data.x)
     s = root_selectivity(net, data).detach()
-    steps = []
     for name in net.layer_names():
         where = f"layer {name} (level {net.level_of(name)}), {context}"
         w = dict(net.named_parameters())[name]
@@ -200,6 +185,3 @@ def check_exact_operator(net: TreeMirrorNet, model: HLTM, *, alpha: float, conte
             factor = 1 + alpha / 2 * float(gram.trace()) / net.hid
             assert_identity(s_new, factor * s, what="top layer: every root unit's selectivity times 1 + alpha/2 ||d||^2",
                             context=where)
-        steps.append(OperatorStep(name, rank, net.hid, float(eig[-1]), 1 + 2 * alpha * float(eig[-1]),
-                                  float((s_new.abs() > s.abs()).double().mean())))
-    return steps

@@ -8,7 +8,8 @@ import dataclasses
 
 from dualnet_ssl.losses import PairLoss, infonce, simple, triplet
 from dualnet_ssl.networks import BiasFreeMLP
-from dualnet_ssl.regression.declarations import LossAdapter, NetAdapter, PairLossBatch
+from dualnet_ssl.regression.declarations import LossAdapter, NetAdapter
+from dualnet_ssl.regression.reference_losses import PairLossBatch
 
 def _pair_loss_adapter(pair_loss: PairLoss, name: str, scale: float = 1.0, **declares) -> LossAdapter:
     declaration = LossAdapter(lambda *a: None, name=name, **declares)

@@ -21,9 +21,8 @@ import torch
 from torch import nn
 
 from dualnet_ssl.errors import BadInput
-from dualnet_ssl.losses import PairLoss, checked_loss_values, pair_distance
 from dualnet_ssl.regression.signatures import (BANK_FORMS, FORMS, INPUTS, LABEL_FORMS, Layout, bank_layout,
-                                               label_layout, samples_in, two_view_layout)
+                                               label_layout, two_view_layout)
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -42,7 +41,7 @@ or the loss itself (gradient reaching a point declared detached is then a bug, n
 
 @dataclass(frozen=True)
 class LossAdapter:
-    """A black-box loss and its declaration (see the module docstring)."""
+    """A black-box loss and its declaration (see the module docstring); ``engine`` is what calls it."""
 
     fn: Callable[..., torch.Tensor]
     form: str = "two_view"
@@ -211,21 +210,6 @@ class LossAdapter:
                                self.detached_negatives, self.transposed_bank)
         return label_layout(self.form, n_samples, self.n_views, self.per_class, self.symmetric, self.gradient_to)
 
-    def evaluate(self, z: torch.Tensor, layout: Layout) -> torch.Tensor:
-        """The loss on stacked points: a scalar, or (A,) per-anchor values when ``reduction="none"``."""
-        value = self.fn(*layout.split(z))
-        if self.output == "logits":
-            value = _cross_entropy(value, self.reduction, self.name)
-        if not isinstance(value, torch.Tensor):
-            raise BadInput(f"loss '{self.name}' returned {type(value).__name__}, expected a tensor")
-        expected = (layout.anchors.numel(),) if self.reduction == "none" else ()
-        if value.numel() == 1 and not expected:
-            return value.reshape(())
-        if tuple(value.shape) != expected:
-            raise BadInput(f"loss '{self.name}' returned shape {tuple(value.shape)}; its declaration "
-                           f"reduction={self.reduction!r} means shape {expected}")
-        return value
-
     def describe(self) -> str:
         if self.form == "two_view":
             shape = (f"two-view, {'symmetric' if self.symmetric else 'one-directional'}, "
@@ -247,16 +231,6 @@ class LossAdapter:
         return f"{shape}, reduction={self.reduction}, normalises={bool(self.normalised_inputs)}{rows}{routing}{ref}"
 
 
-def _cross_entropy(returned, reduction: str, name: str) -> torch.Tensor:
-    """``output="logits"``: the loss is cross_entropy(logits, labels) of what the function returns."""
-    if not (isinstance(returned, (tuple, list)) and len(returned) == 2
-            and all(isinstance(t, torch.Tensor) for t in returned)):
-        raise BadInput(f"loss '{name}' is declared output='logits' but returned {type(returned).__name__}; "
-                       "expected a (logits, labels) pair of tensors")
-    logits, labels = returned
-    return nn.functional.cross_entropy(logits, labels.long(), reduction=reduction)
-
-
 DECLARATION_FIELDS = tuple(f.name for f in dataclasses.fields(LossAdapter) if f.name not in ("fn", "name"))
 
 def two_view(fn: Callable, **declares) -> LossAdapter:
@@ -266,39 +240,6 @@ def two_view(fn: Callable, **declares) -> LossAdapter:
 def per_anchor(fn: Callable, **declares) -> LossAdapter:
     """Declare ``fn(query, positive, negatives)``: a per-anchor loss; ``symmetric`` is always False."""
     return LossAdapter(fn, form="per_anchor", **declares)
-
-def anchor_distances(layout: Layout, z: torch.Tensor, normalise: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """(r_+, r_- (A, H)) per anchor, r_+ of shape (A,) with one positive per anchor and (A, P) with several;
-    r = 1/2||z_i - z_j||^2, of the unit rows (= 1 - cos) if ``normalise``."""
-    if normalise:
-        z = nn.functional.normalize(z, dim=-1)
-    r = pair_distance(z[:, None, :], z[None, :, :])
-    anchors = layout.anchors[:, None]
-    r_pos = r[anchors, layout.positives]
-    return r_pos[:, 0] if r_pos.shape[1] == 1 else r_pos, r[anchors, layout.negatives]
-
-def reduce_anchors(values: torch.Tensor, reduction: str) -> torch.Tensor:
-    return {"mean": values.mean, "sum": values.sum, "none": lambda: values}[reduction]()
-
-def anchor_weight(layout: Layout, reduction: str) -> float:
-    """The factor each anchor's loss carries in the returned total: 1/A for a mean, else 1."""
-    return 1.0 / layout.anchors.numel() if reduction == "mean" else 1.0
-
-@dataclass(frozen=True)
-class PairLossBatch:
-    """A ``PairLoss`` of docs/THEORY.md §4 evaluated over a batch laid out as ``declaration`` says, times ``scale``."""
-
-    pair_loss: PairLoss
-    declaration: LossAdapter
-    scale: float = 1.0
-
-    def values(self, layout: Layout, z: torch.Tensor) -> torch.Tensor:
-        r_pos, r_neg = anchor_distances(layout, z, self.declaration.on_unit_rows)
-        return self.scale * checked_loss_values(self.pair_loss, r_pos, r_neg)
-
-    def __call__(self, *args: torch.Tensor) -> torch.Tensor:
-        layout = self.declaration.layout(samples_in(self.declaration.form, args, self.declaration.n_views))
-        return reduce_anchors(self.values(layout, layout.join(*args)), self.declaration.reduction)
 
 @dataclass(frozen=True)
 class NetAdapter:

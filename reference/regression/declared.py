@@ -19,7 +19,9 @@ import torch
 
 from dualnet_ssl.errors import NotApplicable
 from dualnet_ssl.regression.declarations import LossAdapter
-from dualnet_ssl.regression.probe import Probe, recover_weights
+from dualnet_ssl.regression.geometry import Probe
+from dualnet_ssl.regression.probe import recover_weights
+from dualnet_ssl.regression.reference_losses import cosines
 from dualnet_ssl.regression.verdicts import Verdict, require_finite, working_dtype
 from dualnet_ssl.tolerances import tolerance
 
@@ -38,9 +40,7 @@ def tight(adapter: LossAdapter, probe: Probe) -> Probe:
     rows), so every hinge or margin term is active."""
     g, s2 = probe.gram, TIGHT_SCALE ** 2
     if adapter.on_unit_rows:
-        g = 1.0 + s2 * g                                    # a common direction plus the probe's structure
-        d = torch.diagonal(g).sqrt()
-        g = g / (d[:, None] * d[None, :])
+        g = cosines(1.0 + s2 * g)                           # a common direction plus the probe's structure
     else:
         g = s2 * g
     return Probe(probe.layout, g, probe.dim, probe.seed)

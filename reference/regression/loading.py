@@ -13,9 +13,8 @@ import torch
 from torch import nn
 
 from dualnet_ssl.errors import BadInput
-from dualnet_ssl.regression.batches import first_call
 from dualnet_ssl.regression.declarations import DECLARATION_FIELDS, LossAdapter, NetAdapter
-from dualnet_ssl.regression.hints import in_declared_dtype
+from dualnet_ssl.regression.engine import first_call, in_declared_dtype, rebuilder
 
 def load_object(spec: str) -> Any:
     """``"pkg.mod:attr.sub"`` -> the object; ``BadInput`` that says what to fix when it cannot be found."""
@@ -104,11 +103,7 @@ class LossSubject:
 
     def at_temperature(self, tau: float) -> LossAdapter | None:
         """The loss rebuilt at temperature ``tau``, or None when it declares no ``temperature_kwarg``."""
-        key = self.build().temperature_kwarg
-        if key is None:
-            return None
-        rebuilt = self.build(**{key: tau})
-        return dataclasses.replace(rebuilt, temperature=tau)
+        return rebuilder(self.build)(tau)
 
 def load_loss(spec: str, kwargs: str | None = None, declares: str | None = None,
               batch_size: int | None = None, strict_float32: bool = False) -> LossSubject:

@@ -7,7 +7,10 @@ import torch
 from dualnet_ssl.regression.conventions import positive_total_signs, symmetry_not_applicable
 from dualnet_ssl.regression.declarations import LossAdapter
 from dualnet_ssl.regression.declared import anchor_rows, noise_floor, not_decidable
-from dualnet_ssl.regression.probe import Probe, recover_weights
+from dualnet_ssl.regression.engine import evaluate
+from dualnet_ssl.regression.geometry import Probe
+from dualnet_ssl.regression.probe import recover_weights
+from dualnet_ssl.regression.reference_losses import gram_distances
 from dualnet_ssl.regression.shapes import WIDER, widened
 from dualnet_ssl.regression.signatures import INPUTS
 from dualnet_ssl.regression.verdicts import Verdict, compare, require_finite, working_dtype
@@ -29,8 +32,8 @@ def rotation_invariance(adapter: LossAdapter, probe: Probe) -> Verdict:
     z = probe.points()
     g = make_generator(derive_seed(probe.seed, "rotation"))
     rotation, _ = torch.linalg.qr(torch.randn(probe.dim, probe.dim, generator=g, dtype=z.dtype))
-    unchanged = adapter.evaluate(z, probe.layout)
-    v = compare(adapter.evaluate(z @ rotation, probe.layout), unchanged,
+    unchanged = evaluate(adapter, z, probe.layout)
+    v = compare(evaluate(adapter, z @ rotation, probe.layout), unchanged,
                 what="loss after a random rotation of every point vs before", kind="exact")
     if not v.ok:
         return Verdict(False, v.measured, v.tolerance, v.message + (
@@ -39,7 +42,7 @@ def rotation_invariance(adapter: LossAdapter, probe: Probe) -> Verdict:
     if adapter.dim is not None:
         return v
     width = WIDER * probe.dim
-    w = compare(adapter.evaluate(widened(z, width, probe.seed), probe.layout), unchanged, kind="exact",
+    w = compare(evaluate(adapter, widened(z, width, probe.seed), probe.layout), unchanged, kind="exact",
                 what=f"loss with the same points embedded in {width} dimensions vs in {probe.dim}")
     if w.ok:
         return Verdict(True, max(v.measured, w.measured), v.tolerance, f"{v.message}; {w.message}")
@@ -57,7 +60,7 @@ def pairwise_structure(adapter: LossAdapter, probe: Probe) -> Verdict:
     g = make_generator(derive_seed(probe.seed, "pairwise structure"))
     if not adapter.normalises:
         moved = z + torch.randn(z.shape[1], generator=g, dtype=z.dtype)
-        v = compare(adapter.evaluate(moved, probe.layout), adapter.evaluate(z, probe.layout),
+        v = compare(evaluate(adapter, moved, probe.layout), evaluate(adapter, z, probe.layout),
                     what="loss after translating every point by one vector vs before", kind="exact")
         hint = ("; the loss is not a function of pairwise distances; if it normalises its inputs, declare "
                 "normalises=True (then r = 1 - cos)")
@@ -65,14 +68,14 @@ def pairwise_structure(adapter: LossAdapter, probe: Probe) -> Verdict:
     # powers of two: the rescaling is exact, so a normalising loss returns the same bits; only the rows of the
     # inputs the loss normalises are rescaled (those declared unit_inputs arrive unit and stay so), one input at a time
     factors = 2.0 ** torch.randint(-2, 3, (z.shape[0], 1), generator=g).to(z.dtype)
-    unchanged = adapter.evaluate(z, probe.layout)
+    unchanged = evaluate(adapter, z, probe.layout)
     inputs = probe.layout.input_points()
     verdicts = []
     for name in adapter.normalised_inputs:
         rows = torch.zeros(z.shape[0], 1, dtype=torch.bool)
         rows[inputs[name]] = True
         moved = torch.where(rows, z * factors, z)
-        verdicts.append((name, compare(adapter.evaluate(moved, probe.layout), unchanged, kind="exact",
+        verdicts.append((name, compare(evaluate(adapter, moved, probe.layout), unchanged, kind="exact",
                                        what=f"loss after rescaling each row of {name} by a power of two vs before")))
     name, v = max(verdicts, key=lambda nv: (not nv[1].ok, nv[1].measured or 0.0))
     if v.ok:
@@ -91,7 +94,7 @@ def gradient_symmetry(adapter: LossAdapter, probe: Probe) -> Verdict:
     if symmetry_not_applicable(adapter, probe):
         raise NotApplicable(symmetry_not_applicable(adapter, probe))
     z = probe.points().requires_grad_(True)
-    value = adapter.evaluate(z, probe.layout)
+    value = evaluate(adapter, z, probe.layout)
     (grad,) = torch.autograd.grad(value.sum(), z)
     moment = z.detach().T @ grad
     v = compare(moment, moment.T, what="Z^T dL/dZ vs its transpose", kind="gradient", also=(value,))
@@ -105,16 +108,10 @@ def _imbalance(weights: torch.Tensor) -> tuple[float, float]:
     return float(upper.sum()), float(upper.abs().sum())
 
 
-def _distances(probe: Probe) -> torch.Tensor:
-    """r_ij of the probe's points from their Gram matrix (1 - cos on unit rows)."""
-    d = torch.diagonal(probe.gram)
-    return ((d[:, None] + d[None, :]) / 2 - probe.gram).clamp_min(0.0)
-
-
 def _imbalance_hint(weights: torch.Tensor, probe: Probe, pos: float, neg: float, tol: Tolerance) -> str:
     """The cause class the weights point to: balance in the distance sqrt(2r) (a non-linear function of r), else
     the side that outweighs the other."""
-    in_distance, scale = _imbalance(weights * (2 * _distances(probe)).sqrt())
+    in_distance, scale = _imbalance(weights * (2 * gram_distances(probe.gram).clamp_min(0.0)).sqrt())
     if abs(in_distance) <= tol.atol + tol.rtol * scale:
         return ("; the weights balance in the distance d = ||z_i - z_j|| = sqrt(2r) (sum of dL/dd = "
                 f"{in_distance:.1e}) but not in r: the loss is a non-linear function of r (e.g. a triplet or margin "

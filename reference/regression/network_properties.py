@@ -15,7 +15,9 @@ from dualnet_ssl.networks import check_theorem_class, layer_names
 from dualnet_ssl.operators import laplacian, residue
 from dualnet_ssl.regression.declarations import LossAdapter, NetAdapter
 from dualnet_ssl.regression.loading import LossSubject, NetSubject
-from dualnet_ssl.regression.probe import PROBE_SAMPLES, Probe, fitting_layout, recover_weights
+from dualnet_ssl.regression.engine import evaluate
+from dualnet_ssl.regression.geometry import PROBE_SAMPLES, Probe, fitting_layout
+from dualnet_ssl.regression.probe import recover_weights
 from dualnet_ssl.regression.twin import TWIN_DESCRIPTION, bias_free_twin, class_distance, distance_summary
 from dualnet_ssl.regression.verdicts import Verdict, compare, run_check
 from dualnet_ssl.results import CheckResult
@@ -187,7 +189,7 @@ def _covariance_form(adapter: LossAdapter, net_adapter: NetAdapter, seed: int) -
     two = " (two-network form: gradient into the live points only, docs/THEORY.md §3, §5a)" if layout.routed else ""
 
     def per_layer(name: str) -> Verdict:
-        actual = _layer_gradient(net, name, adapter.evaluate(outputs(), layout).sum())
+        actual = _layer_gradient(net, name, evaluate(adapter, outputs(), layout).sum())
         w = dict(net.named_parameters())[name].detach().flatten()
         w_keys = dict(keys.named_parameters())[name].detach().flatten()
         by_jvp = torch.where(live[:, None], connection_transpose_times(net, x, name, w),

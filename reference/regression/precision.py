@@ -33,8 +33,10 @@ from torch import nn
 from dualnet_ssl.errors import NotApplicable
 from dualnet_ssl.regression.batches import probes
 from dualnet_ssl.regression.declarations import LossAdapter
-from dualnet_ssl.regression.hints import NOT_CHECKED_IN
-from dualnet_ssl.regression.probe import Probe, make_probe, recover_weights
+from dualnet_ssl.regression.engine import NOT_CHECKED_IN, Rebuild, with_inputs
+from dualnet_ssl.regression.geometry import Probe, make_probe
+from dualnet_ssl.regression.probe import recover_weights
+from dualnet_ssl.regression.reference_losses import gram_distances
 from dualnet_ssl.regression.verdicts import Verdict
 from dualnet_ssl.seeding import derive_seed, make_generator
 from dualnet_ssl.thresholds import FLOAT32_GROSS_FACTOR, FLOAT32_LOW_PRECISION_ERROR, FLOAT32_SENSITIVITY_FACTOR
@@ -78,15 +80,11 @@ class _PerturbGradient(torch.autograd.Function):
 def _in(adapter: LossAdapter, dtype: torch.dtype, noise: tuple | None = None) -> LossAdapter:
     """The loss fed its floating inputs rounded to float32, then cast to ``dtype`` (inside the autograd graph);
     with ``noise`` (one tensor per argument), that perturbation is added to the gradient it returns."""
-    fn = adapter.fn
-
     def cast(a, k):
-        if not (torch.is_tensor(a) and a.is_floating_point()):
-            return a
         a = a.float().to(dtype)
         return _PerturbGradient.apply(a, noise[k]) if noise is not None else a
 
-    return dataclasses.replace(adapter, fn=lambda *args: fn(*(cast(a, k) for k, a in enumerate(args))))
+    return with_inputs(adapter, cast)
 
 
 def _summation_noise(probe: Probe, weights: torch.Tensor) -> tuple:
@@ -115,15 +113,6 @@ def _extremes(adapter: LossAdapter, probe: Probe) -> dict[str, Probe]:
     if getattr(adapter, "unit_inputs", False):
         found = {k: nn.functional.normalize(z, dim=1) for k, z in found.items()}
     return {k: Probe(probe.layout, z @ z.T, probe.dim, probe.seed) for k, z in found.items()}
-
-
-def _seen_distances(adapter: LossAdapter, gram: torch.Tensor) -> torch.Tensor:
-    """r_ij as the loss sees it: 1/2 ||z_i - z_j||^2, or 1 - cos for a loss on unit rows."""
-    if getattr(adapter, "on_unit_rows", adapter.normalises):
-        d = torch.diagonal(gram).sqrt()
-        return 1.0 - gram / (d[:, None] * d[None, :])
-    d = torch.diagonal(gram)
-    return (d[:, None] + d[None, :]) / 2 - gram
 
 
 LARGE_PROBE = 128
@@ -156,7 +145,8 @@ def _read(adapter: LossAdapter, probe: Probe, tau: float | None, where: str) -> 
             if not bool(torch.isfinite(t).all()):
                 return Reading(tau, where, math.inf, 0.0, f"{dtype} {quantity}", False)
     tol = tolerance(torch.float32, "float32_accuracy")
-    terms = float(torch.triu(exact.pairs.abs() * _seen_distances(adapter, probe.gram), diagonal=1).sum())
+    seen = gram_distances(probe.gram, bool(adapter.on_unit_rows))   # r as the loss sees it
+    terms = float(torch.triu(exact.pairs.abs() * seen, diagonal=1).sum())
     worst = None
     for quantity, get in (("value", lambda w: w.value), ("pair weights", lambda w: w.pairs)):
         s, r, e, i = (get(w).double() for w in (single, rounded, exact, ideal))
@@ -314,12 +304,12 @@ def finding_text(finding: dict) -> str:
             f"{finding['cause_text']}")
 
 
-def check_float32(subject, seed: int) -> Verdict:
+def check_float32(adapter: LossAdapter, rebuild: Rebuild, seed: int) -> Verdict:
     """The property ``stability_float32`` (docs/REGRESSION.md, "float32 accuracy"): float32 value and pair weights
     accurate and finite at the declared tau (every probe batch size; nearly aligned, spread, inverted points), or at
-    every tau of a declared range ``temperatures``. Below them it is a finding (smallest safe tau and cause, in the
-    verdict's ``details``), a failure only with ``strict_float32``."""
-    adapter = subject.build()
+    every tau of a declared range ``temperatures``, where ``rebuild`` (``engine.Rebuild``) makes the loss at another
+    tau. Below them it is a finding (smallest safe tau and cause, in the verdict's ``details``), a failure only with
+    ``strict_float32``."""
     if getattr(adapter, "dtype", None):
         raise NotApplicable(f"declared dtype='{adapter.dtype}': the loss accepts one dtype only, so "
                             f"{NOT_CHECKED_IN[adapter.dtype]}")
@@ -329,11 +319,11 @@ def check_float32(subject, seed: int) -> Verdict:
                                                for p in sized[1:]]
     for tau in verdict_temperatures(adapter):
         if tau is not None and tau != declared:
-            rebuilt = subject.at_temperature(tau)
+            rebuilt = rebuild(tau)
             here += _at(rebuilt, make_probe(rebuilt, derive_seed(seed, f"tau {tau:g}")), tau)
     below = []
     for tau in grid_below(adapter, sized[0].layout.n_points):
-        rebuilt = subject.at_temperature(tau)
+        rebuilt = rebuild(tau)
         below.append((tau, _at(rebuilt, make_probe(rebuilt, derive_seed(seed, f"tau {tau:g}")), tau, True)))
     lowest = min((t for t in verdict_temperatures(adapter) if t is not None), default=None)
     strict = bool(getattr(adapter, "strict_float32", False))

@@ -5,7 +5,8 @@ check, its batch-size policy, a one-line summary), and a row to the property tab
 (tests/test_property_registry.py holds the table and this registry equal). The plugin, ``check_loss`` and
 ``check_network`` read nothing else. The check's signature follows what the property needs:
 
-- ``LOSS``: ``check(adapter, probe) -> Verdict`` (``OWN_SIZES``: ``check(loss_subject, seed) -> Verdict``);
+- ``LOSS``: ``check(adapter, probe) -> Verdict`` (``OWN_SIZES``: ``check(adapter, rebuild, seed) -> Verdict``, with
+  ``rebuild`` the ``engine.Rebuild`` of the subject's factory);
 - ``NETWORK``: ``check(net_adapter, seed) -> Verdict``;
 - ``LOSS_ON_NETWORK``: ``check(subjects, seed) -> CheckResult``;
 - ``LOSS_DISTRIBUTED``: ``check(loss_subject, world_size, seed) -> CheckResult``, one item per declared W;
@@ -29,6 +30,7 @@ from dualnet_ssl.regression.builtin import reference_mlp
 from dualnet_ssl.regression.conventions import gradient_routing
 from dualnet_ssl.regression.declared import declared_pairs
 from dualnet_ssl.regression.distributed import DISTRIBUTED_PROPERTY, check_distributed
+from dualnet_ssl.regression.engine import rebuilder
 from dualnet_ssl.regression.hints import with_routing_hint
 from dualnet_ssl.regression.loading import LossSubject, NetSubject
 from dualnet_ssl.regression.precision import check_float32
@@ -128,9 +130,10 @@ def check_loss(subject: LossSubject, name: str, seed: int) -> CheckResult:
     prop = _lookup(name, LOSS)
 
     def verdict():
+        adapter = subject.build()
         if prop.sizes == OWN_SIZES:
-            return prop.check(subject, seed)
-        return over_batches(prop.check, subject.build(), seed)
+            return prop.check(adapter, rebuilder(subject.build), seed)
+        return over_batches(prop.check, adapter, seed)
 
     def with_hint():   # a failing record names an undeclared stop-gradient when that is the likely cause
         return with_routing_hint(verdict(), subject.build, seed)

@@ -13,9 +13,11 @@ import torch
 
 from dualnet_ssl.errors import NotApplicable
 from dualnet_ssl.losses import infonce_weights, pair_distance
-from dualnet_ssl.regression.batches import batch_sizes
-from dualnet_ssl.regression.declarations import Layout, LossAdapter, anchor_distances, anchor_weight, reduce_anchors
-from dualnet_ssl.regression.probe import Probe, assemble_pair_weights, recover_weights
+from dualnet_ssl.regression.declarations import Layout, LossAdapter
+from dualnet_ssl.regression.engine import evaluate
+from dualnet_ssl.regression.geometry import Probe, batch_sizes
+from dualnet_ssl.regression.probe import assemble_pair_weights, recover_weights
+from dualnet_ssl.regression.reference_losses import anchor_distances, anchor_weight, reduce_anchors
 from dualnet_ssl.regression.shapes import BATCH, POSITIVES, WIDTH, Variant, counts_text, other_batches, variants
 from dualnet_ssl.regression.verdicts import Verdict, compare
 
@@ -84,7 +86,7 @@ def _what(adapter: LossAdapter) -> str:
 def _constant_factor(adapter: LossAdapter, probe: Probe) -> float | None:
     """c when the loss equals c x its reference in value and in every pair weight (c != the declared scale)."""
     z = probe.points()
-    got, want = adapter.evaluate(z, probe.layout).detach().double(), reference_loss(adapter, probe.layout, z)
+    got, want = evaluate(adapter, z, probe.layout).detach().double(), reference_loss(adapter, probe.layout, z)
     c = float((got * want).sum() / (want * want).sum())
     if not c > 0 or abs(c - (adapter.scale or 1.0)) < 1e-9:
         return None
@@ -109,7 +111,7 @@ def _at_shapes(adapter: LossAdapter, probe: Probe, refused: list[str] | None = N
     found = []
     for variant in variants(adapter, probe) + (other_batches(adapter, probe) if batches else []):
         try:
-            got = variant.adapter.evaluate(variant.z, variant.layout)
+            got = evaluate(variant.adapter, variant.z, variant.layout)
         except Exception as err:   # e.g. a loss built for its declared number of views: that shape is not its own
             if refused is not None:
                 refused.append(f"{variant.shape}: {type(err).__name__}: {err}")
@@ -160,7 +162,7 @@ def reference_value(adapter: LossAdapter, probe: Probe) -> Verdict:
     (module ``shapes``)."""
     _require_reference(adapter)
     z = probe.points()
-    got, want = adapter.evaluate(z, probe.layout), reference_loss(adapter, probe.layout, z)
+    got, want = evaluate(adapter, z, probe.layout), reference_loss(adapter, probe.layout, z)
     v = compare(got, (adapter.scale or 1.0) * want, kind="exact",
                 what=f"loss value vs reference {_what(adapter)}, {adapter.reduction} over "
                      f"{probe.layout.anchors.numel()} anchors")

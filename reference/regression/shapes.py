@@ -23,7 +23,7 @@ from torch import nn
 
 from dualnet_ssl.regression.batches import probes
 from dualnet_ssl.regression.declarations import Layout, LossAdapter
-from dualnet_ssl.regression.probe import Probe, probe_for
+from dualnet_ssl.regression.geometry import Probe, probe_for
 from dualnet_ssl.regression.signatures import unequal_classes_layout
 from dualnet_ssl.seeding import derive_seed, make_generator
 
