@@ -15,7 +15,7 @@ import torch
 
 from dualnet_ssl.errors import NotApplicable
 from dualnet_ssl.regression.declarations import LossAdapter
-from dualnet_ssl.regression.engine import evaluate
+from dualnet_ssl.regression.engine import value_and_gradient
 from dualnet_ssl.regression.geometry import Probe, batch_sizes, make_probe
 from dualnet_ssl.regression.verdicts import Verdict, require_finite
 from dualnet_ssl.seeding import derive_seed
@@ -39,8 +39,7 @@ def _label(probe: Probe) -> str:
 def _require_finite_loss(adapter: LossAdapter, probe: Probe) -> None:
     """NaN or inf in the loss's value or gradient never passes any property, whatever the property looks at."""
     z = probe.points().requires_grad_(True)
-    value = evaluate(adapter, z, probe.layout)
-    grad = torch.autograd.grad(value.sum(), z, allow_unused=True)[0] if value.requires_grad else None
+    value, grad = value_and_gradient(adapter, z, probe.layout)
     require_finite(f"the loss's value or gradient at {_label(probe)}", value, grad)
 
 

@@ -7,7 +7,7 @@ import torch
 
 from dualnet_ssl.errors import NotApplicable
 from dualnet_ssl.regression.declarations import LossAdapter
-from dualnet_ssl.regression.engine import evaluate
+from dualnet_ssl.regression.engine import value_and_gradient
 from dualnet_ssl.regression.geometry import Probe
 from dualnet_ssl.regression.probe import flow_from_point_gradients, recover_weights
 from dualnet_ssl.regression.shapes import equidistant_positives
@@ -45,8 +45,7 @@ def gradient_routing(adapter: LossAdapter, probe: Probe) -> Verdict:
     pair directions dr_ij/dz_i (docs/THEORY.md §5a), so the pair weights are read off it exactly."""
     layout = probe.layout
     z = probe.points().detach().clone().requires_grad_(True)
-    value = evaluate(adapter, z, layout)
-    grad = torch.autograd.grad(value.sum(), z, allow_unused=True)[0] if value.requires_grad else None
+    value, grad = value_and_gradient(adapter, z, layout)
     if grad is None or not bool((grad != 0).any()):
         raise NotApplicable("the loss's gradient is zero at every point of the probe; rerun with another seed")
     tol = tolerance(working_dtype(value, grad), "gradient")

@@ -58,6 +58,17 @@ def evaluate(adapter: LossAdapter, z: torch.Tensor, layout: Layout) -> torch.Ten
     return value
 
 
+def value_and_gradient(adapter: LossAdapter, z: torch.Tensor, layout: Layout) -> tuple[torch.Tensor,
+                                                                                       torch.Tensor | None]:
+    """The loss at ``z`` (a leaf that requires grad) and dL/dz of its sum; the gradient is None when the value has
+    no autograd graph or does not reach ``z``."""
+    value = evaluate(adapter, z, layout)
+    if not value.requires_grad:
+        return value, None
+    (grad,) = torch.autograd.grad(value.sum(), z, allow_unused=True)
+    return value, grad
+
+
 def _cross_entropy(returned, reduction: str, name: str) -> torch.Tensor:
     """``output="logits"``: the loss is cross_entropy(logits, labels) of what the function returns."""
     if not (isinstance(returned, (tuple, list)) and len(returned) == 2
@@ -115,11 +126,9 @@ def first_call(adapter: LossAdapter) -> None:
             where = (f"calling the loss on the probe batch (N={probe.layout.n_samples}, arguments of shapes "
                      f"{shapes}, {str(dtype).replace('torch.', '')})")
             try:
-                value = evaluate(adapter, z, probe.layout)
+                value, _ = value_and_gradient(adapter, z, probe.layout)
                 if not value.is_floating_point():
                     raise BadInput(f"the loss returned dtype {value.dtype}; a loss value must be floating point")
-                if value.requires_grad:
-                    torch.autograd.grad(value.sum(), z, allow_unused=True)
             except Exception as err:   # the user's loss cannot run on the probe: one usage error that says why
                 hint = usage_hint(err, adapter, probe, dtype)   # fits the error's kind (shape, dtype, ...)
                 raise BadInput(f"{where} raised {type(err).__name__}: {err}{hint}") from None
@@ -149,10 +158,7 @@ def runs_in_other_dtype(adapter: LossAdapter, probe: Probe, dtype: torch.dtype) 
     """Whether the loss runs (value and backward) on the probe in the other of float32 / float64."""
     other = torch.float32 if dtype == torch.float64 else torch.float64
     try:
-        z = probe.points().to(other).requires_grad_(True)
-        value = evaluate(adapter, z, probe.layout)
-        if value.requires_grad:
-            torch.autograd.grad(value.sum(), z, allow_unused=True)
+        value_and_gradient(adapter, probe.points().to(other).requires_grad_(True), probe.layout)
         return True
     except Exception:   # it does not run there either
         return False

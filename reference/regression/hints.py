@@ -14,7 +14,7 @@ from typing import Callable
 import torch
 
 from dualnet_ssl.regression.declarations import LossAdapter
-from dualnet_ssl.regression.engine import evaluate
+from dualnet_ssl.regression.engine import value_and_gradient
 from dualnet_ssl.regression.geometry import Probe, make_probe
 from dualnet_ssl.regression.verdicts import Verdict, working_dtype
 from dualnet_ssl.tolerances import tolerance
@@ -23,10 +23,9 @@ from dualnet_ssl.tolerances import tolerance
 def points_without_gradient(adapter: LossAdapter, probe: Probe) -> torch.Tensor:
     """(n,) bool: the points declared live whose gradient is zero (below the ``gradient`` tolerance's floor)."""
     z = probe.points().detach().clone().requires_grad_(True)
-    value = evaluate(adapter, z, probe.layout)
+    value, grad = value_and_gradient(adapter, z, probe.layout)
     if not value.requires_grad:
         return torch.zeros(probe.layout.n_points, dtype=torch.bool)
-    (grad,) = torch.autograd.grad(value.sum(), z, allow_unused=True)
     if grad is None:
         return probe.layout.live.clone()
     norms = grad.double().norm(dim=1)
