@@ -1,4 +1,5 @@
-"""The cases the benchmarks time (theorems/test_benchmarks.py), and the correctness check each timed result passes.
+"""The cases the benchmarks time (theorems/test_benchmarks.py), the correctness check each timed result passes, and
+the peak-memory reading every benchmark takes (``peak_bytes``).
 
 Structured 2 OP_l w and theta_l against the dense operator and one training step (docs/THEORY.md §6-7), on an
 MLP [W, W, W, 8], layer ``weights.1``, 6 samples x 4 augmentations (sigma 0.3), float64. Fast but wrong is no good:
@@ -9,6 +10,8 @@ from __future__ import annotations
 from functools import lru_cache
 
 import torch
+from torch._C._profiler import _EventType
+from torch.profiler import ProfilerActivity, profile
 
 from dualnet_ssl.compare import assert_identity, identity_passed
 from dualnet_ssl.distributions import gaussian_augmented
@@ -74,3 +77,27 @@ def target(theorem: str, path: str, net, data, w):
         neg_grad, enum = expected_loss_neg_gradient(n, LAYER, data, loss)
         return neg_grad - 2 * (operator_dense(n, LAYER, data, enum.pair_mass.detach()) @ w)
     return dense_theta
+
+
+def peak_bytes(fn, device: torch.device) -> int:
+    """Peak bytes the torch allocator holds during ``fn()`` beyond what it held at the start."""
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+        start = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - start
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        node = stack.pop()
+        stack.extend(node.children)
+        if node.tag == _EventType.Allocation:
+            events.append((node.start_time_ns, node.extra_fields.alloc_size))
+    held = peak = 0
+    for _, size in sorted(events):
+        held += size
+        peak = max(peak, held)
+    return peak

@@ -30,6 +30,7 @@ REJECTIONS = {
     "test_byol_regression": ["test_byol_regression"],
     "test_regression": ["test_regression_mutations", "test_regression_verdicts", "test_regression_conventions"],
     "test_distributed": ["test_distributed"],
+    "test_regression_benchmarks": ["test_regression_verdicts"],
 }
 """Theorem file -> the files holding its rejection tests."""
 

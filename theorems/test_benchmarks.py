@@ -31,39 +31,14 @@ from collections import defaultdict
 
 import pytest
 import torch
-from torch._C._profiler import _EventType
-from torch.profiler import ProfilerActivity, profile
 
-from dualnet_ssl.benchmarking import DATA_SEED, LAYER, LOSSES, NET_SEED, case, check_against_reference, target
+from dualnet_ssl.benchmarking import (DATA_SEED, LAYER, LOSSES, NET_SEED, case, check_against_reference, peak_bytes,
+                                      target)
 from dualnet_ssl.errors import IdentityViolation
 
 WIDTHS = [16, 32, 64, pytest.param(128, marks=pytest.mark.slow)]
 ROUNDS = {"structured": 20, "train_step": 20, "dense": 3}
 """Rounds per path: milliseconds-long calls get more rounds; the dense one (0.5 s at width 64) gets 3."""
-
-
-def peak_bytes(fn, device: torch.device) -> int:
-    """Peak bytes the torch allocator holds during ``fn()`` beyond what it held at the start."""
-    if device.type == "cuda":
-        torch.cuda.synchronize()
-        start = torch.cuda.memory_allocated()
-        torch.cuda.reset_peak_memory_stats()
-        fn()
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - start
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        fn()
-    events, stack = [], list(prof.profiler.kineto_results.experimental_event_tree())
-    while stack:
-        node = stack.pop()
-        stack.extend(node.children)
-        if node.tag == _EventType.Allocation:
-            events.append((node.start_time_ns, node.extra_fields.alloc_size))
-    held = peak = 0
-    for _, size in sorted(events):
-        held += size
-        peak = max(peak, held)
-    return peak
 
 
 _MEASURED: dict[str, dict[str, dict]] = defaultdict(dict)
