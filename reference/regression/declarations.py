@@ -233,13 +233,16 @@ class LossAdapter:
 
 DECLARATION_FIELDS = tuple(f.name for f in dataclasses.fields(LossAdapter) if f.name not in ("fn", "name"))
 
+
 def two_view(fn: Callable, **declares) -> LossAdapter:
     """Declare ``fn(z0, z1)``: a two-view batch loss."""
     return LossAdapter(fn, form="two_view", **declares)
 
+
 def per_anchor(fn: Callable, **declares) -> LossAdapter:
     """Declare ``fn(query, positive, negatives)``: a per-anchor loss; ``symmetric`` is always False."""
     return LossAdapter(fn, form="per_anchor", **declares)
+
 
 @dataclass(frozen=True)
 class NetAdapter:

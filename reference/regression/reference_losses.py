@@ -41,12 +41,15 @@ def anchor_distances(layout: Layout, z: torch.Tensor, normalise: bool) -> tuple[
     r_pos = r[anchors, layout.positives]
     return r_pos[:, 0] if r_pos.shape[1] == 1 else r_pos, r[anchors, layout.negatives]
 
+
 def reduce_anchors(values: torch.Tensor, reduction: str) -> torch.Tensor:
     return {"mean": values.mean, "sum": values.sum, "none": lambda: values}[reduction]()
+
 
 def anchor_weight(layout: Layout, reduction: str) -> float:
     """The factor each anchor's loss carries in the returned total: 1/A for a mean, else 1."""
     return 1.0 / layout.anchors.numel() if reduction == "mean" else 1.0
+
 
 @dataclass(frozen=True)
 class PairLossBatch:
