@@ -444,7 +444,7 @@ REGRESSION = [   # regression mode (reference/regression/)
        "return Verdict(True, worst / float(weights.abs().max()), tol, message)", "undeclared pairs never fail"),
     # precision.py: the temperature policy of stability_float32 (issue 18)
     _m("regression-float32-strict-ignored", "regression/precision.py",
-       'strict = bool(getattr(adapter, "strict_float32", False))', "strict = False",
+       "strict = adapter.strict_float32", "strict = False",
        "strict_float32 / --ssl-strict-float32 ignored: a finding below the declared tau never fails"),
     _m("regression-float32-finding-fails", "regression/precision.py",
        "        return Verdict(True, worst.error, _tolerance_text(worst),\n                       f\"{passed}; {finding_text",
@@ -626,7 +626,7 @@ REGRESSION = [   # regression mode (reference/regression/)
        "batch_sizes(adapter) if dtype == torch.float64 else batch_sizes(adapter)[:0]",
        "the first call never tries float32: a float64-only loss is no usage error"),
     _m("regression-hints-batch-size-always", "regression/engine.py",
-       'if kind == "shape" and not getattr(adapter, "batch_size", None):', 'if not getattr(adapter, "batch_size", None):',
+       'if kind == "shape" and not adapter.batch_size:', "if not adapter.batch_size:",
        "every first-call error suggests batch_size (a dtype error too)"),
     _m("regression-hints-other-dtype-swapped", "regression/engine.py",
        'other = "float32" if here == "float64" else "float64"', 'other = "float64" if here == "float64" else "float32"',

@@ -16,6 +16,7 @@ from dualnet_ssl import regression
 from dualnet_ssl.errors import BadInput
 from dualnet_ssl.regression import declared, precision, report, shapes
 from dualnet_ssl.regression.noncontrastive import check_reference, non_contrastive
+from dualnet_ssl.regression.engine import rebuilder
 from dualnet_ssl.regression.geometry import make_probe
 from dualnet_ssl.regression.signatures import unequal_classes_layout
 from dualnet_ssl.results import CheckResult
@@ -132,7 +133,7 @@ def test_a_bare_callables_temperature_comes_from_its_factory_keyword():
                                      {"temperature": 0.2}, {"normalises": True, "reference": "infonce",
                                                             "temperature_kwarg": "temperature"})
     assert subject.build().temperature == 0.2
-    assert subject.at_temperature(0.05).temperature == 0.05
+    assert rebuilder(subject.build)(0.05).temperature == 0.05
 
 
 # ---------------------------------------------------------------- shapes.py: positive counts

@@ -92,7 +92,7 @@ def with_inputs(adapter: LossAdapter, cast: Callable[[torch.Tensor, int], torch.
 def in_declared_dtype(adapter: LossAdapter) -> LossAdapter:
     """The loss fed its floating inputs in its declared ``dtype``, so a loss that accepts one dtype only runs;
     unchanged when no dtype is declared."""
-    dtype = DTYPES.get(getattr(adapter, "dtype", None) or "")
+    dtype = DTYPES.get(adapter.dtype or "")
     if dtype is None:
         return adapter
     return with_inputs(adapter, lambda a, k: a.to(dtype))
@@ -180,6 +180,6 @@ def usage_hint(err: BaseException, adapter: LossAdapter, probe: Probe, dtype: to
                 f"{here} (a {other} buffer or a hard-coded dtype inside?): make it follow its inputs' dtype, or "
                 f"declare the one dtype it accepts, dtype='{other}' (then {NOT_CHECKED_IN[other]}) "
                 "(docs/REGRESSION.md, \"Dtypes\")")
-    if kind == "shape" and not getattr(adapter, "batch_size", None):
+    if kind == "shape" and not adapter.batch_size:
         return "; if the loss needs one batch size, declare batch_size=N (or pass --ssl-batch N)"
     return ""

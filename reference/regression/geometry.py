@@ -93,6 +93,6 @@ LARGE_BATCHES = (19, 64)
 
 def batch_sizes(adapter: LossAdapter) -> tuple[int, ...]:
     """The samples N per probe: the declared ``batch_size`` alone, else the default size and LARGE_BATCHES."""
-    if getattr(adapter, "batch_size", None):
+    if adapter.batch_size:
         return (int(adapter.batch_size),)
     return (PROBE_SAMPLES[adapter.form],) + LARGE_BATCHES

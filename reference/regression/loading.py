@@ -14,7 +14,7 @@ from torch import nn
 
 from dualnet_ssl.errors import BadInput
 from dualnet_ssl.regression.declarations import DECLARATION_FIELDS, LossAdapter, NetAdapter
-from dualnet_ssl.regression.engine import first_call, in_declared_dtype, rebuilder
+from dualnet_ssl.regression.engine import first_call, in_declared_dtype
 
 def load_object(spec: str) -> Any:
     """``"pkg.mod:attr.sub"`` -> the object; ``BadInput`` that says what to fix when it cannot be found."""
@@ -101,9 +101,6 @@ class LossSubject:
         adapter = in_declared_dtype(adapter)   # a declared dtype: the loss is fed that dtype only
         return adapter if adapter.name else dataclasses.replace(adapter, name=self.name)
 
-    def at_temperature(self, tau: float) -> LossAdapter | None:
-        """The loss rebuilt at temperature ``tau``, or None when it declares no ``temperature_kwarg``."""
-        return rebuilder(self.build)(tau)
 
 def load_loss(spec: str, kwargs: str | None = None, declares: str | None = None,
               batch_size: int | None = None, strict_float32: bool = False) -> LossSubject:

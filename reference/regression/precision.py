@@ -61,6 +61,11 @@ the positive's share is about e^-100 for every anchor at once: a cap or a two-st
 this draw whatever the seed, where the random spread points expose it only on some draws (pytorch-metric-
 learning's one-directional NTXentLoss: 4 of 24 seeds)."""
 
+EXTRA_DIMENSIONS = 8
+"""The extreme geometries draw their n points in n + EXTRA_DIMENSIONS dimensions: n Gaussian rows in more dimensions
+than points have a Gram matrix whose smallest eigenvalue stays away from 0 (with exactly n it can come arbitrarily
+close to 0), so the Cholesky embedding and the pair-weight solve stay well conditioned."""
+
 
 
 class _PerturbGradient(torch.autograd.Function):
@@ -100,17 +105,18 @@ def _summation_noise(probe: Probe, weights: torch.Tensor) -> tuple:
 def _extremes(adapter: LossAdapter, probe: Probe) -> dict[str, Probe]:
     """Nearly aligned, spread and inverted points in the probe's layout (unit rows when the caller normalises)."""
     n = probe.layout.n_points
+    width = n + EXTRA_DIMENSIONS
     g = make_generator(derive_seed(probe.seed, "float32 extremes"))
-    direction = nn.functional.normalize(torch.randn(n + 8, generator=g, dtype=torch.float64), dim=0)
-    noise = torch.randn(n, n + 8, generator=g, dtype=torch.float64) / math.sqrt(n + 8)
+    direction = nn.functional.normalize(torch.randn(width, generator=g, dtype=torch.float64), dim=0)
+    noise = torch.randn(n, width, generator=g, dtype=torch.float64) / math.sqrt(width)
     first = torch.tensor([bool((probe.layout.groups[:k] != probe.layout.groups[k]).all()) for k in range(n)])
     sign = torch.where(first, 1.0, -1.0).to(torch.float64)[:, None]
-    own_axis = torch.eye(n + 8, dtype=torch.float64)[probe.layout.groups]
+    own_axis = torch.eye(width, dtype=torch.float64)[probe.layout.groups]
     found = {"nearly aligned": direction + ALIGNED_NOISE * noise,
-             "spread": SPREAD_NORM * torch.randn(n, n + 8, generator=g, dtype=torch.float64) / math.sqrt(n + 8),
+             "spread": SPREAD_NORM * torch.randn(n, width, generator=g, dtype=torch.float64) / math.sqrt(width),
              "inverted": sign * direction + INVERTED_NOISE * noise,
              "orthogonal inverted": sign * own_axis + INVERTED_NOISE * noise}
-    if getattr(adapter, "unit_inputs", False):
+    if adapter.unit_inputs:
         found = {k: nn.functional.normalize(z, dim=1) for k, z in found.items()}
     return {k: Probe(probe.layout, z @ z.T, probe.dim, probe.seed) for k, z in found.items()}
 
@@ -255,7 +261,7 @@ def verdict_temperatures(adapter: LossAdapter) -> tuple[float | None, ...]:
     """The temperatures the float32 verdict is decided at: the declared tau (None: the loss's own), and with
     ``temperatures=(low, high)`` both ends and every grid tau between them."""
     taus = [adapter.temperature]
-    if getattr(adapter, "temperatures", None):
+    if adapter.temperatures:
         low, high = adapter.temperatures
         taus += [low, high] + [t for t in TAU_GRID if low < t < high]
     return tuple(dict.fromkeys(t for t in taus if t is not None or len(taus) == 1))
@@ -310,7 +316,7 @@ def check_float32(adapter: LossAdapter, rebuild: Rebuild, seed: int) -> Verdict:
     every tau of a declared range ``temperatures``, where ``rebuild`` (``engine.Rebuild``) makes the loss at another
     tau. Below them it is a finding (smallest safe tau and cause, in the verdict's ``details``), a failure only with
     ``strict_float32``."""
-    if getattr(adapter, "dtype", None):
+    if adapter.dtype:
         raise NotApplicable(f"declared dtype='{adapter.dtype}': the loss accepts one dtype only, so "
                             f"{NOT_CHECKED_IN[adapter.dtype]}")
     declared = adapter.temperature
@@ -326,9 +332,9 @@ def check_float32(adapter: LossAdapter, rebuild: Rebuild, seed: int) -> Verdict:
         rebuilt = rebuild(tau)
         below.append((tau, _at(rebuilt, make_probe(rebuilt, derive_seed(seed, f"tau {tau:g}")), tau, True)))
     lowest = min((t for t in verdict_temperatures(adapter) if t is not None), default=None)
-    strict = bool(getattr(adapter, "strict_float32", False))
+    strict = adapter.strict_float32
     finding = _finding(lowest, below, strict) if below else None
-    ranged = bool(getattr(adapter, "temperatures", None))
+    ranged = adapter.temperatures is not None
     at = ("the declared temperature" if not ranged else
           f"the declared temperatures (tau={declared if declared is not None else 'own'} and the range "
           f"{adapter.temperatures[0]:g}..{adapter.temperatures[1]:g})")
