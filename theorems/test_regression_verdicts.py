@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from dualnet_ssl import regression
 from dualnet_ssl.errors import BadInput
 from dualnet_ssl.regression import precision
+from dualnet_ssl.regression import probe as probe_module
 from dualnet_ssl.regression.batches import probes
 from dualnet_ssl.regression.declared import private_anchors
 from dualnet_ssl.regression.verdicts import Verdict, run_check
@@ -574,6 +575,28 @@ def test_closed_form_pair_weights_equal_each_points_own_least_squares_fit(declar
         else:
             assert bool((flow[i] == 0).all()), f"a detached point {i} has weights in the flow"
     assert residual == pytest.approx(unexplained / peak, rel=tol.rtol)
+
+
+def test_per_anchor_routed_weights_do_not_depend_on_the_chunking(monkeypatch, seed):
+    """Each anchor's routed weights are solved ANCHOR_CHUNK anchors at a time (memory): the chunks give the same
+    numbers as one solve of all anchors, and the anchors' weights add up to the loss's."""
+    adapter = regression.LossAdapter(lambda q, k, queue: F.cross_entropy(
+        torch.cat([(F.normalize(q, dim=1) * F.normalize(k, dim=1).detach()).sum(1, keepdim=True),
+                   F.normalize(q, dim=1) @ queue.detach().T], 1) / 0.2, torch.zeros(len(q), dtype=torch.long),
+        reduction="none"), form="queue", gradient_to="anchors", normalises=["q", "k"], unit_inputs=["queue"],
+        reduction="none", batch_size=9)
+    probe = regression.make_probe(adapter, seed)
+    chunked = regression.recover_weights(adapter, probe, per_anchor=True)
+    monkeypatch.setattr(probe_module, "ANCHOR_CHUNK", 10 ** 6)
+    whole = regression.recover_weights(adapter, probe, per_anchor=True)
+    monkeypatch.setattr(probe_module, "ANCHOR_CHUNK", 2)
+    in_pairs = regression.recover_weights(adapter, probe, per_anchor=True)
+    tol = tolerance(torch.float64, "exact")
+    assert len(chunked.per_anchor) == 9
+    for other in (whole, in_pairs):
+        torch.testing.assert_close(chunked.per_anchor, other.per_anchor, rtol=tol.rtol, atol=tol.atol)
+    total = tolerance(torch.float64, "gradient")
+    torch.testing.assert_close(chunked.per_anchor.sum(0), chunked.pairs, rtol=total.rtol, atol=total.atol)
 
 
 def test_closed_form_pair_weights_refuse_linearly_dependent_points():
