@@ -10,7 +10,7 @@ thresholds loosened, z-scores, seed collapse, belief-propagation up/down pass er
 the ceiling, the training loops, the sampled-batch estimator, result statuses, the finite check) in every module,
 including faults the suite did not catch when they were written.
 
-Entries: 221 (core 85, HLTM 38, regression 90, digits 8); 7 marked equivalent with the reason (3 of them in
+Entries: 222 (core 85, HLTM 38, regression 91, digits 8); 7 marked equivalent with the reason (3 of them in
 regression/).
 
 Score, 2026-11-29. No single run covers the whole catalogue yet: it takes about two hours on 2 cores. These
@@ -527,6 +527,10 @@ REGRESSION = [   # regression mode (reference/regression/)
        "constraint = torch.where(unit_points[:, None], torch.eye(n, dtype=z.dtype), gram)",
        "constraint = torch.where(unit_points[:, None], torch.eye(n, dtype=z.dtype), torch.ones_like(gram))",
        "a normalised row's directions taken as free of the constraint G e_i (treated like raw distances)"),
+    _m("regression-probe-anchor-chunk-short", "regression/probe.py",
+       "            part = value[start:start + ANCHOR_CHUNK]\n",
+       "            part = value[start:start + ANCHOR_CHUNK - 1]\n",
+       "per-anchor routed weights: each chunk drops its last anchor (left as uninitialised memory)"),
     _m("regression-probe-no-projection", "regression/probe.py",
        "    y = y - b * (y * b).sum(-1, keepdim=True) / (b * b).sum(-1, keepdim=True)\n", "",
        "the point's fit ignores its constraint (n coefficients instead of n - 1 directions)"),
