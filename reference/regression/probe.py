@@ -5,7 +5,9 @@ Choose an SPD Gram matrix G of the n points a loss call needs, embed them as ``Z
 zero columns to ``D >= n``, evaluate the loss and take autograd with respect to G. Because
 ``r_ij = (G_ii + G_jj)/2 - G_ij``, a loss of pairwise distances has ``dL/dr_ij = -2 sym(dL/dG)_ij`` (i != j):
 the weight of every pair, found without knowing the loss's internals. On unit rows (``G_ii = 1``) the same
-formula gives ``dL/dr_ij`` with ``r = 1 - cos``, the distance a normalising loss sees.
+formula gives ``dL/dr_ij`` with ``r = 1 - cos``, the distance a normalising loss sees. Under a declared
+stop-gradient the weights are read from each live point's gradient instead (``flow_from_point_gradients``: one QR
+factorisation of the points serves them all).
 """
 from __future__ import annotations
 
