@@ -210,7 +210,11 @@ class Tracker:
         with torch.no_grad():
             outputs = view_outputs(exact_net, self.views)
             if self.spec.normalise:
-                outputs = outputs / outputs.norm(dim=-1, keepdim=True)
+                norms = outputs.norm(dim=-1, keepdim=True)
+                if not bool((norms > 0).all()):
+                    raise BadInput(f"an evaluation view's output is exactly 0 (every output unit off) at step {step} "
+                                   f"(seed {self.spec.seed}), so its normalised output is undefined")
+                outputs = outputs / norms
             r_pos, r_neg = expected_pair_distances(self.views, outputs)
         units = unit_variances(exact_net, self.views)
         result.steps.append(step)
